@@ -1,0 +1,39 @@
+"""aprender: a small, readable define-then-run autograd framework on numpy.
+
+Eager tensors record every op into an IR graph (the tape); ``backward()`` walks it in reverse.
+"""
+
+from . import autograd, ir
+from .errors import AnomalyError, AprenderError, DTypeError, GraphError, ShapeError
+from .runtime import (
+    Tensor,
+    arange,
+    clear_grad,
+    clear_graph,
+    concat,
+    detect_anomaly,
+    enable_grad,
+    full,
+    get_grad,
+    grad,
+    is_grad_enabled,
+    maximum,
+    minimum,
+    no_grad,
+    ones,
+    ones_like,
+    randn,
+    stack,
+    uniform,
+    where,
+    zeros,
+    zeros_like,
+)
+
+__version__ = "0.1.0"
+
+__all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeError", "Tensor",
+           "arange", "autograd", "clear_grad", "clear_graph", "concat", "detect_anomaly",
+           "enable_grad", "full", "get_grad", "grad", "ir", "is_grad_enabled", "maximum",
+           "minimum", "no_grad", "ones", "ones_like", "randn", "stack", "uniform", "where",
+           "zeros", "zeros_like"]

@@ -1,0 +1,1 @@
+"""Graph transforms and source rendering (the compiler). Depends on ``aprender.ir`` only."""

@@ -1,0 +1,195 @@
+"""Element-wise ops: arithmetic, unary math, activations, comparisons, selection, casts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..registry import OpDef, register
+from .rules import elementwise_infer, unbroadcast
+
+
+def _elementwise(name, impl, vjp=None, *, save_inputs=False, save_output=False, attrs=(),
+                 doc=""):
+    return register(OpDef(name=name, kind="elementwise", impl=impl,
+                          infer=elementwise_infer(impl), vjp=vjp, save_inputs=save_inputs,
+                          save_output=save_output, attrs=attrs, doc=doc))
+
+
+def _one_minus(v):
+    return v.neg().add(1.0)
+
+
+# --- binary arithmetic -------------------------------------------------------------------------
+
+def _pair(needs, ga, gb):
+    """Build only the wanted gradients: ``ga``/``gb`` are thunks."""
+    return (ga() if needs[0] else None, gb() if needs[1] else None)
+
+
+ADD = _elementwise(
+    "add", np.add,
+    lambda g, out, x, at, needs: _pair(needs, lambda: unbroadcast(g, x[0].shape),
+                                       lambda: unbroadcast(g, x[1].shape)),
+    doc="a + b with numpy broadcasting")
+
+SUB = _elementwise(
+    "sub", np.subtract,
+    lambda g, out, x, at, needs: _pair(needs, lambda: unbroadcast(g, x[0].shape),
+                                       lambda: unbroadcast(g.neg(), x[1].shape)),
+    doc="a - b")
+
+MUL = _elementwise(
+    "mul", np.multiply,
+    lambda g, out, x, at, needs: _pair(needs, lambda: unbroadcast(g.mul(x[1]), x[0].shape),
+                                       lambda: unbroadcast(g.mul(x[0]), x[1].shape)),
+    save_inputs=True, doc="a * b")
+
+
+def _div_vjp(g, out, x, at, needs):
+    a, b = x
+    ga = unbroadcast(g.div(b), a.shape) if needs[0] else None
+    gb = unbroadcast(g.mul(a).div(b.mul(b)).neg(), b.shape) if needs[1] else None
+    return ga, gb
+
+
+DIV = _elementwise("div", np.true_divide, _div_vjp, save_inputs=True, doc="a / b")
+
+
+def _power_vjp(g, out, x, at, needs):
+    a, b = x
+    ga = unbroadcast(g.mul(b).mul(a.power(b.sub(1.0))), a.shape) if needs[0] else None
+    gb = unbroadcast(g.mul(out).mul(a.log()), b.shape) if needs[1] else None
+    return ga, gb
+
+
+POWER = _elementwise("power", np.power, _power_vjp, save_inputs=True, save_output=True,
+                     doc="a ** b with a tensor exponent")
+
+
+def _maximum_vjp(g, out, x, at, needs, *, pick=None):
+    a, b = x
+    pick = pick or (lambda u, v: u.gt(v))
+    half = a.eq(b).select(g.mul(0.5), 0.0)
+    ga = unbroadcast(pick(a, b).select(g, half), a.shape) if needs[0] else None
+    gb = unbroadcast(pick(b, a).select(g, half), b.shape) if needs[1] else None
+    return ga, gb
+
+
+MAXIMUM = _elementwise("maximum", np.maximum, _maximum_vjp, save_inputs=True,
+                       doc="element-wise maximum; ties split the gradient evenly")
+MINIMUM = _elementwise(
+    "minimum", np.minimum,
+    lambda g, out, x, at, needs: _maximum_vjp(g, out, x, at, needs, pick=lambda u, v: u.lt(v)),
+    save_inputs=True, doc="element-wise minimum; ties split the gradient evenly")
+
+# --- unary math --------------------------------------------------------------------------------
+
+NEG = _elementwise("neg", np.negative, lambda g, out, x, at, needs: (g.neg(),), doc="-x")
+EXP = _elementwise("exp", np.exp, lambda g, out, x, at, needs: (g.mul(out),),
+                   save_output=True, doc="e ** x")
+LOG = _elementwise("log", np.log, lambda g, out, x, at, needs: (g.div(x[0]),),
+                   save_inputs=True, doc="natural log; log 0 is -inf as in numpy")
+SQRT = _elementwise("sqrt", np.sqrt, lambda g, out, x, at, needs: (g.div(out.mul(2.0)),),
+                    save_output=True, doc="square root (no epsilon)")
+POW = _elementwise(
+    "pow", lambda a, exponent: np.power(a, exponent),
+    lambda g, out, x, at, needs: (g.mul(x[0].pow(at["exponent"] - 1.0)).mul(at["exponent"]),),
+    save_inputs=True, attrs=("exponent",), doc="x ** p for a Python number p")
+ABS = _elementwise("abs", np.abs, lambda g, out, x, at, needs: (g.mul(x[0].sign()),),
+                   save_inputs=True, doc="|x|; gradient 0 at 0")
+SIGN = _elementwise("sign", np.sign, doc="-1, 0 or 1 (no gradient)")
+
+
+def _clip_impl(a, lo, hi):
+    return np.clip(a, lo, hi)
+
+
+CLIP = _elementwise(
+    "clip", _clip_impl,
+    lambda g, out, x, at, needs: (g.mul(x[0].clip(at["lo"], at["hi"]).eq(x[0])),),
+    save_inputs=True, attrs=("lo", "hi"), doc="clamp to [lo, hi]; gradient 1 inside, 0 outside")
+
+# --- activations -------------------------------------------------------------------------------
+
+
+def _relu_impl(a):
+    return np.maximum(a, 0, dtype=a.dtype) if a.dtype.kind == "f" else np.maximum(a, 0)
+
+
+RELU = _elementwise("relu", _relu_impl, lambda g, out, x, at, needs: (g.mul(x[0].gt(0.0)),),
+                    save_inputs=True, doc="max(x, 0); gradient 0 at 0")
+
+
+def _leaky_relu_impl(a, slope):
+    return np.where(a > 0, a, a * slope)
+
+
+LEAKY_RELU = _elementwise(
+    "leaky_relu", _leaky_relu_impl,
+    lambda g, out, x, at, needs: (x[0].gt(0.0).select(g, g.mul(at["slope"])),),
+    save_inputs=True, attrs=("slope",), doc="x for x > 0, slope * x for x <= 0")
+
+
+def _sigmoid_impl(a):
+    return np.tanh(a * 0.5) * 0.5 + 0.5
+
+
+SIGMOID = _elementwise(
+    "sigmoid", _sigmoid_impl,
+    lambda g, out, x, at, needs: (g.mul(out.mul(_one_minus(out))),),
+    save_output=True, doc="1 / (1 + e**-x), computed stably")
+TANH = _elementwise("tanh", np.tanh,
+                    lambda g, out, x, at, needs: (g.mul(_one_minus(out.mul(out))),),
+                    save_output=True, doc="hyperbolic tangent")
+
+GELU_K = math.sqrt(2.0 / math.pi)
+GELU_C = 0.044715
+
+
+def _gelu_impl(a):
+    return 0.5 * a * (1.0 + np.tanh(GELU_K * (a + GELU_C * a * a * a)))
+
+
+def _gelu_vjp(g, out, x, at, needs):
+    # d/dx 0.5 x (1 + t), t = tanh(k (x + c x^3)):  0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
+    a = x[0]
+    a2 = a.mul(a)
+    t = a2.mul(GELU_C).add(1.0).mul(a).mul(GELU_K).tanh()
+    inner = a2.mul(3.0 * GELU_C).add(1.0).mul(GELU_K)
+    d = t.add(1.0).add(a.mul(_one_minus(t.mul(t))).mul(inner)).mul(0.5)
+    return (g.mul(d),)
+
+
+GELU = _elementwise("gelu", _gelu_impl, _gelu_vjp, save_inputs=True,
+                    doc="GELU, tanh approximation, with its exact derivative")
+
+# --- comparisons, selection, casts -------------------------------------------------------------
+
+GT = _elementwise("gt", np.greater, doc="a > b (bool, no gradient)")
+GE = _elementwise("ge", np.greater_equal, doc="a >= b (bool, no gradient)")
+LT = _elementwise("lt", np.less, doc="a < b (bool, no gradient)")
+LE = _elementwise("le", np.less_equal, doc="a <= b (bool, no gradient)")
+EQ = _elementwise("eq", np.equal, doc="a == b (bool, no gradient)")
+NE = _elementwise("ne", np.not_equal, doc="a != b (bool, no gradient)")
+
+
+def _where_vjp(g, out, x, at, needs):
+    cond, a, b = x
+    ga = unbroadcast(cond.select(g, 0.0), a.shape) if needs[1] else None
+    gb = unbroadcast(cond.select(0.0, g), b.shape) if needs[2] else None
+    return None, ga, gb
+
+
+WHERE = _elementwise("where", np.where, _where_vjp, save_inputs=True,
+                     doc="a where cond else b (cond gets no gradient)")
+
+
+def _astype_impl(a, dtype):
+    return a.astype(dtype, copy=False)
+
+
+ASTYPE = _elementwise("astype", _astype_impl,
+                      lambda g, out, x, at, needs: (g.astype(x[0].dtype),),
+                      attrs=("dtype",), doc="cast to dtype; the gradient is cast back")

@@ -1,0 +1,50 @@
+"""Matrix products."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import OpDef, register
+from .rules import unbroadcast
+
+
+def _matmul_infer(a, b):
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    if not sa or not sb:
+        raise ValueError("matmul needs at least 1-D operands")
+    ka = sa[-1]
+    kb = sb[0] if len(sb) == 1 else sb[-2]
+    if ka != kb:
+        raise ValueError(f"inner dimensions differ: {list(sa)} @ {list(sb)} ({ka} != {kb})")
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    shape = tuple(batch) + (sa[-2:-1] if len(sa) > 1 else ()) + (sb[-1:] if len(sb) > 1 else ())
+    return shape, np.result_type(a.dtype, b.dtype)
+
+
+def _swap_last(v):
+    axes = list(range(v.ndim))
+    axes[-1], axes[-2] = axes[-2], axes[-1]
+    return v.transpose(tuple(axes))
+
+
+def _matmul_vjp(g, out, x, at, needs):
+    a, b = x
+    # Treat 1-D operands as a row (a) or a column (b) matrix, then use the 2-D rules.
+    a2 = a.reshape((1,) + tuple(a.shape)) if a.ndim == 1 else a
+    b2 = b.reshape(tuple(b.shape) + (1,)) if b.ndim == 1 else b
+    out_shape = tuple(np.broadcast_shapes(tuple(a2.shape[:-2]), tuple(b2.shape[:-2]))) + (
+        a2.shape[-2], b2.shape[-1])
+    g2 = g.reshape(out_shape) if tuple(g.shape) != out_shape else g
+    ga = gb = None
+    if needs[0]:
+        ga = unbroadcast(g2.matmul(_swap_last(b2)), tuple(a2.shape))
+        ga = ga.reshape(tuple(a.shape)) if a.ndim == 1 else ga
+    if needs[1]:
+        gb = unbroadcast(_swap_last(a2).matmul(g2), tuple(b2.shape))
+        gb = gb.reshape(tuple(b.shape)) if b.ndim == 1 else gb
+    return ga, gb
+
+
+MATMUL = register(OpDef(
+    name="matmul", kind="matmul", impl=np.matmul, infer=_matmul_infer, vjp=_matmul_vjp,
+    save_inputs=True, doc="matrix product with numpy matmul rules (1-D, 2-D, batched)"))

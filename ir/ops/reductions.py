@@ -1,0 +1,131 @@
+"""Reductions: sum, mean, max over axes, sum_to (un-broadcast), softmax and log-softmax."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..registry import OpDef, register
+from .rules import reduced_shape
+
+
+def _reduce_infer(x, axis, keepdims):
+    return reduced_shape(tuple(x.shape), axis, keepdims), np.dtype(x.dtype)
+
+
+def _mean_dtype(dtype):
+    return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+def _spread(g, x, axis, keepdims):
+    """Broadcast a reduction's gradient ``g`` back over the reduced axes of ``x``."""
+    if not keepdims:
+        g = g.reshape(reduced_shape(tuple(x.shape), axis, True))
+    return g.broadcast_to(tuple(x.shape))
+
+
+def _count(shape, axis):
+    axes = range(len(shape)) if axis is None else axis
+    return math.prod(shape[a] for a in axes)
+
+
+def _sum_impl(a, axis, keepdims):
+    return np.add.reduce(a, axis=axis, keepdims=keepdims)
+
+
+SUM = register(OpDef(
+    name="sum", kind="reduction", impl=_sum_impl, infer=_reduce_infer,
+    vjp=lambda g, out, x, at, needs: (_spread(g, x[0], at["axis"], at["keepdims"]),),
+    attrs=("axis", "keepdims"), doc="sum over axes (None: all, giving shape ())"))
+
+
+def _mean_impl(a, axis, keepdims):
+    return np.mean(a, axis=axis, keepdims=keepdims)
+
+
+MEAN = register(OpDef(
+    name="mean", kind="reduction", impl=_mean_impl,
+    infer=lambda x, axis, keepdims: (reduced_shape(tuple(x.shape), axis, keepdims),
+                                     _mean_dtype(x.dtype)),
+    vjp=lambda g, out, x, at, needs: (
+        _spread(g.mul(1.0 / _count(x[0].shape, at["axis"])), x[0], at["axis"], at["keepdims"]),),
+    attrs=("axis", "keepdims"), doc="mean over axes (None: all)"))
+
+
+def _max_impl(a, axis, keepdims):
+    return np.maximum.reduce(a, axis=axis, keepdims=keepdims)
+
+
+def _max_vjp(g, out, x, at, needs):
+    a, axis, keepdims = x[0], at["axis"], at["keepdims"]
+    kshape = reduced_shape(tuple(a.shape), axis, True)
+    top = out if keepdims else out.reshape(kshape)
+    hits = a.eq(top).astype(g.dtype)
+    share = hits.div(hits.sum(axis=axis, keepdims=True))
+    return (_spread(g, a, axis, keepdims).mul(share),)
+
+
+MAX = register(OpDef(
+    name="max", kind="reduction", impl=_max_impl, infer=_reduce_infer, vjp=_max_vjp,
+    save_inputs=True, save_output=True, attrs=("axis", "keepdims"),
+    doc="maximum over axes; tied maxima share the gradient evenly"))
+
+
+def _sum_to_impl(a, shape):
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and a.shape[lead + i] != 1)
+    if axes:
+        a = np.add.reduce(a, axis=axes, keepdims=True)
+    return a.reshape(shape)
+
+
+def _sum_to_infer(x, shape):
+    try:
+        np.broadcast_shapes(tuple(shape), tuple(x.shape))
+    except ValueError:
+        raise ValueError(f"cannot sum {list(x.shape)} to {list(shape)}") from None
+    if len(shape) > len(x.shape) or np.broadcast_shapes(tuple(shape), tuple(x.shape)) != tuple(
+            x.shape):
+        raise ValueError(f"cannot sum {list(x.shape)} to {list(shape)}")
+    return tuple(shape), np.dtype(x.dtype)
+
+
+SUM_TO = register(OpDef(
+    name="sum_to", kind="reduction", impl=_sum_to_impl, infer=_sum_to_infer,
+    vjp=lambda g, out, x, at, needs: (g.broadcast_to(tuple(x[0].shape)),),
+    attrs=("shape",), doc="sum over the axes that broadcasting to the input's shape added"))
+
+
+def _softmax_impl(a, axis):
+    e = np.exp(a - np.maximum.reduce(a, axis=axis, keepdims=True))
+    e /= np.add.reduce(e, axis=axis, keepdims=True)
+    return e
+
+
+def _softmax_vjp(g, out, x, at, needs):
+    gs = g.mul(out)
+    return (gs.sub(out.mul(gs.sum(axis=at["axis"], keepdims=True))),)
+
+
+def _same_infer(x, **attrs):
+    dtype = np.dtype(x.dtype)
+    return tuple(x.shape), dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+SOFTMAX = register(OpDef(
+    name="softmax", kind="other", impl=_softmax_impl, infer=_same_infer, vjp=_softmax_vjp,
+    save_output=True, attrs=("axis",), doc="softmax along one axis, max-shifted for stability"))
+
+
+def _log_softmax_impl(a, axis):
+    shifted = a - np.maximum.reduce(a, axis=axis, keepdims=True)
+    return shifted - np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
+
+
+LOG_SOFTMAX = register(OpDef(
+    name="log_softmax", kind="other", impl=_log_softmax_impl, infer=_same_infer,
+    vjp=lambda g, out, x, at, needs: (
+        g.sub(out.exp().mul(g.sum(axis=at["axis"], keepdims=True))),),
+    save_output=True, attrs=("axis",), doc="log of softmax along one axis, computed stably"))

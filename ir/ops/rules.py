@@ -1,0 +1,63 @@
+"""Helpers shared by op definitions: shape/dtype rules and the one un-broadcast helper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """numpy's broadcast of ``shapes``; a ValueError saying they do not broadcast otherwise."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError("shapes " + ", ".join(str(list(s)) for s in shapes)
+                         + " do not broadcast") from None
+
+
+def elementwise_infer(impl: Callable[..., Any]) -> Callable[..., tuple]:
+    """Shape rule of an element-wise op: broadcast shapes; dtype as the kernel gives it."""
+
+    def infer(*values: Any, **attrs: Any) -> tuple[tuple[int, ...], np.dtype]:
+        shape = broadcast_shape(*(v.shape for v in values))
+        with np.errstate(all="ignore"):
+            sample = impl(*(np.ones((), dtype=v.dtype) for v in values), **attrs)
+        return shape, np.asarray(sample).dtype
+
+    return infer
+
+
+def normalize_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
+    """Axes as a sorted tuple of non-negative ints (None stays None: every axis)."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for {ndim} dimensions")
+        out.append(a % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {axes}")
+    return tuple(sorted(out))
+
+
+def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None,
+                  keepdims: bool) -> tuple[int, ...]:
+    """Shape after reducing ``axes`` (None: all) of ``shape``."""
+    axes = tuple(range(len(shape))) if axes is None else axes
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``g`` back to ``shape`` over the axes broadcasting added: every binary VJP uses it."""
+    return g if tuple(g.shape) == tuple(shape) else g.sum_to(shape)
+
+
+def float_dtype(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)

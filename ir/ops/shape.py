@@ -1,0 +1,114 @@
+"""Shape ops: reshape, transpose, broadcast_to, indexing, concat and stack."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import OpDef, register
+
+
+def _example(x):
+    """A zero-stride stand-in of ``x``'s shape and dtype for shape rules that run the kernel."""
+    return np.broadcast_to(np.zeros((), dtype=x.dtype), tuple(x.shape))
+
+
+def _reshape_infer(x, shape):
+    if int(np.prod(shape)) != int(np.prod(x.shape)):
+        raise ValueError(f"cannot view {list(x.shape)} ({int(np.prod(x.shape))} elements) "
+                         f"as {list(shape)} ({int(np.prod(shape))} elements)")
+    return tuple(shape), np.dtype(x.dtype)
+
+
+RESHAPE = register(OpDef(
+    name="reshape", aliases_input=True, kind="view", impl=lambda a, shape: a.reshape(shape), infer=_reshape_infer,
+    vjp=lambda g, out, x, at, needs: (g.reshape(tuple(x[0].shape)),),
+    attrs=("shape",), doc="same elements in a new shape"))
+
+
+def _transpose_infer(x, axes):
+    if sorted(axes) != list(range(len(x.shape))):
+        raise ValueError(f"axes {list(axes)} are not a permutation of {len(x.shape)} dimensions")
+    return tuple(x.shape[a] for a in axes), np.dtype(x.dtype)
+
+
+TRANSPOSE = register(OpDef(
+    name="transpose", aliases_input=True, kind="view", impl=lambda a, axes: a.transpose(axes),
+    infer=_transpose_infer,
+    vjp=lambda g, out, x, at, needs: (g.transpose(tuple(np.argsort(at["axes"]).tolist())),),
+    attrs=("axes",), doc="permute axes"))
+
+
+def _broadcast_to_infer(x, shape):
+    try:
+        ok = np.broadcast_shapes(tuple(x.shape), tuple(shape)) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"cannot broadcast {list(x.shape)} to {list(shape)}")
+    return tuple(shape), np.dtype(x.dtype)
+
+
+BROADCAST_TO = register(OpDef(
+    name="broadcast_to", aliases_input=True, kind="view", impl=lambda a, shape: np.broadcast_to(a, shape),
+    infer=_broadcast_to_infer,
+    vjp=lambda g, out, x, at, needs: (g.sum_to(tuple(x[0].shape)),),
+    attrs=("shape",), doc="read-only broadcast view; its gradient sums back (sum_to)"))
+
+
+def _getitem_infer(x, index):
+    res = _example(x)[index]
+    return tuple(res.shape), np.dtype(x.dtype)
+
+
+GETITEM = register(OpDef(
+    name="getitem", aliases_input=True, kind="other", impl=lambda a, index: a[index], infer=_getitem_infer,
+    vjp=lambda g, out, x, at, needs: (g.scatter_add(tuple(x[0].shape), at["index"]),),
+    attrs=("index",), doc="basic and integer-array indexing"))
+
+
+def has_advanced(index: tuple) -> bool:
+    """Whether ``index`` holds integer or bool arrays (which may repeat positions)."""
+    return any(isinstance(i, np.ndarray) for i in index)
+
+
+def _scatter_add_impl(a, shape, index):
+    res = np.zeros(shape, dtype=a.dtype)
+    if has_advanced(index):
+        np.add.at(res, index, a)
+    else:
+        res[index] = a
+    return res
+
+
+SCATTER_ADD = register(OpDef(
+    name="scatter_add", kind="other", impl=_scatter_add_impl,
+    infer=lambda x, shape, index: (tuple(shape), np.dtype(x.dtype)),
+    vjp=lambda g, out, x, at, needs: (g.getitem(at["index"]),),
+    attrs=("shape", "index"), doc="zeros of shape with x added at index (getitem's gradient)"))
+
+
+def _split_vjp(g, x, axis, *, stacked):
+    grads, start = [], 0
+    for v in x:
+        width = 1 if stacked else v.shape[axis]
+        pos = start if stacked else slice(start, start + width)
+        grads.append(g.getitem((slice(None),) * axis + (pos,)))
+        start += width
+    return tuple(grads)
+
+
+CONCAT = register(OpDef(
+    name="concat", kind="other", impl=lambda *a, axis: np.concatenate(a, axis=axis),
+    infer=lambda *x, axis: (
+        tuple(np.concatenate([_example(v) for v in x], axis=axis).shape),
+        np.result_type(*(v.dtype for v in x))),
+    vjp=lambda g, out, x, at, needs: _split_vjp(g, x, at["axis"], stacked=False),
+    attrs=("axis",), doc="join tensors along an existing axis"))
+
+STACK = register(OpDef(
+    name="stack", kind="other", impl=lambda *a, axis: np.stack(a, axis=axis),
+    infer=lambda *x, axis: (
+        tuple(np.stack([_example(v) for v in x], axis=axis).shape),
+        np.result_type(*(v.dtype for v in x))),
+    vjp=lambda g, out, x, at, needs: _split_vjp(g, x, at["axis"], stacked=True),
+    attrs=("axis",), doc="join tensors along a new axis"))

@@ -1,0 +1,75 @@
+"""The op registry: one ``OpDef`` per operation holds everything the project knows about it.
+
+An op's numpy kernel (``impl``), its shape/dtype rule (``infer``), its vector-Jacobian product
+(``vjp``, written with other ops so it serves eager backward, the symbolic backward graph and
+gradients of gradients) and its codegen template live together in the op's definition module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+KINDS = ("elementwise", "reduction", "view", "matmul", "other")
+
+#: ``vjp(g, out, inputs, attrs, needs) -> tuple of input gradients (None where not needed)``.
+#: ``g`` and ``out`` and ``inputs`` are values with the op methods (eager tensors or symbolic
+#: values); ``needs[i]`` says whether the gradient of input ``i`` is wanted.
+VJP = Callable[[Any, Any, tuple, dict, tuple], tuple]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class OpDef:
+    """Everything about one operation. See the module docstring."""
+
+    name: str
+    kind: str
+    impl: Callable[..., np.ndarray]
+    infer: Callable[..., tuple[tuple[int, ...], np.dtype]]
+    vjp: VJP | None = None
+    #: the VJP reads the input values (so an in-place change of an input breaks it)
+    save_inputs: bool = False
+    #: the VJP reads the output value
+    save_output: bool = False
+    #: the output may share memory with input 0 (views): an in-place update of one shows in both
+    aliases_input: bool = False
+    #: codegen template (a Jinja expression) filled in by the compiler; None until it has one
+    template: str | None = None
+    doc: str = ""
+    attrs: tuple[str, ...] = field(default=())
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp is not None
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    """Add ``op`` to the registry; names are unique."""
+    if op.kind not in KINDS:
+        raise ValueError(f"op {op.name}: unknown kind {op.kind!r}")
+    if op.name in _REGISTRY:
+        raise ValueError(f"op {op.name} is already registered")
+    _REGISTRY[op.name] = op
+    return op
+
+
+def get_op(name: str) -> OpDef:
+    """The registered op called ``name``; a KeyError naming it otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown op {name!r}") from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    """A copy of the registry: name -> OpDef."""
+    return dict(_REGISTRY)

@@ -1,0 +1,12 @@
+"""What runs: the eager tensor and its backward engine (and, later, generated code)."""
+
+from .engine import backward, grad
+from .factories import arange, full, ones, ones_like, randn, uniform, zeros, zeros_like
+from .functional import concat, maximum, minimum, stack, where
+from .state import clear_graph, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .tensor import Tensor, clear_grad, get_grad
+
+__all__ = ["Tensor", "arange", "backward", "clear_grad", "clear_graph", "concat",
+           "detect_anomaly", "enable_grad", "full", "get_grad", "grad", "is_grad_enabled",
+           "maximum", "minimum", "no_grad", "ones", "ones_like", "randn", "stack", "uniform",
+           "where", "zeros", "zeros_like"]

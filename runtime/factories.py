@@ -1,0 +1,72 @@
+"""Tensor factories: constants and seeded random tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .tensor import Tensor, _wrap
+
+Seed = int | np.random.Generator | None
+
+
+def _leaf(data: np.ndarray, requires_grad: bool) -> Tensor:
+    return _wrap(data, None, False).requires_grad(requires_grad)
+
+
+def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(shape),) if isinstance(shape, int | np.integer) else tuple(int(d) for d in shape)
+
+
+def generator(rng: Seed) -> np.random.Generator:
+    """A numpy Generator from a seed (int), a Generator (used as is) or None (fresh entropy)."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def zeros(shape: int | Sequence[int], dtype: Any = np.float32,
+          requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros."""
+    return _leaf(np.zeros(_shape(shape), dtype=dtype), requires_grad)
+
+
+def ones(shape: int | Sequence[int], dtype: Any = np.float32,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor of ones."""
+    return _leaf(np.ones(_shape(shape), dtype=dtype), requires_grad)
+
+
+def full(shape: int | Sequence[int], value: float, dtype: Any = np.float32,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor filled with ``value``."""
+    return _leaf(np.full(_shape(shape), value, dtype=dtype), requires_grad)
+
+
+def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    """Zeros of ``t``'s shape and dtype."""
+    return zeros(t.shape, t.dtype, requires_grad)
+
+
+def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    """Ones of ``t``'s shape and dtype."""
+    return ones(t.shape, t.dtype, requires_grad)
+
+
+def randn(shape: int | Sequence[int], rng: Seed = None, dtype: Any = np.float32,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal samples; ``rng`` is a seed or a ``numpy.random.Generator``."""
+    data = generator(rng).standard_normal(_shape(shape)).astype(dtype, copy=False)
+    return _leaf(data, requires_grad)
+
+
+def uniform(shape: int | Sequence[int], low: float = 0.0, high: float = 1.0, rng: Seed = None,
+            dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in ``[low, high)``; ``rng`` is a seed or a ``numpy.random.Generator``."""
+    data = generator(rng).uniform(low, high, _shape(shape)).astype(dtype, copy=False)
+    return _leaf(data, requires_grad)
+
+
+def arange(*args: float, dtype: Any = np.float32) -> Tensor:
+    """``numpy.arange`` as a tensor (float32 by default)."""
+    return _wrap(np.arange(*args, dtype=dtype), None, False)

@@ -1,0 +1,392 @@
+"""The eager ``Tensor``: computes with numpy at once and records each op on the thread's tape."""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import DTypeError, GraphError, ShapeError, describe, user_location, with_location
+from ..ir.graph import Node
+from ..ir.methods import OpMethods
+from ..ir.registry import OpDef
+from .anomaly import check_finite
+from .state import STATE
+
+_ids = itertools.count(1)
+_by_id: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+_scalar_dtypes: dict[tuple[np.dtype, type], np.dtype] = {}
+_new = object.__new__
+_ndarray = np.ndarray
+
+
+def default_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """The array a Tensor holds for ``data``: numpy arrays keep their dtype (copied), Python
+    lists and scalars become float32 (bools stay bool), ``dtype`` overrides."""
+    if isinstance(data, Tensor):
+        data = data._data
+    if isinstance(data, np.ndarray | np.generic):
+        return np.array(data, dtype=dtype, copy=True)
+    if dtype is not None:
+        return np.array(data, dtype=dtype)
+    arr = np.array(data)
+    if arr.dtype.kind in "iuf":
+        arr = arr.astype(np.float32)
+    elif arr.dtype.kind not in "bc":
+        raise DTypeError(with_location(f"Tensor: cannot make a tensor from {type(data).__name__} "
+                                       f"(numpy dtype {arr.dtype})"))
+    return arr
+
+
+def _wrap(data: np.ndarray, node: Node | None, rg: bool, vc: list[int] | None = None) -> Tensor:
+    t = _new(Tensor)
+    t._data = data
+    t._node = node
+    t._rg = rg
+    t._grad = None
+    t._vc = [0] if vc is None else vc
+    t._id = None
+    return t
+
+
+def op_error(op: OpDef, inputs: Sequence[Tensor], attrs: dict, cause: Exception) -> Exception:
+    """The exception for ``op`` failing on ``inputs``: op, shapes, dtypes and the user's line."""
+    try:
+        op.infer(*inputs, **attrs)
+        reason = str(cause)
+    except Exception as e:  # the shape rule's message is the clearer one
+        reason = str(e)
+    shown = {k: v for k, v in attrs.items() if k != "index"}
+    text = f"{op.name}: {reason}; operands " + ", ".join(describe(t) for t in inputs)
+    if shown:
+        text += f"; attrs {shown}"
+    text = with_location(text)
+    return DTypeError(text) if isinstance(cause, TypeError) else ShapeError(text)
+
+
+def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
+    """Run ``op`` on ``inputs`` with numpy; record a node when a gradient may be needed."""
+    try:
+        if len(inputs) == 1:
+            data = op.impl(inputs[0]._data, **attrs)
+        elif len(inputs) == 2:
+            data = op.impl(inputs[0]._data, inputs[1]._data, **attrs)
+        else:
+            data = op.impl(*[t._data for t in inputs], **attrs)
+    except (ValueError, TypeError, IndexError) as e:
+        raise op_error(op, inputs, attrs, e) from None
+    if type(data) is not _ndarray:
+        data = np.asarray(data)
+    st = STATE
+    if st.anomaly:
+        check_finite(op.name, data, "forward")
+    vc = inputs[0]._vc if op.aliases_input else None
+    if not st.grad_enabled or op.vjp is None or data.dtype.kind != "f":
+        return _wrap(data, None, False, vc)
+    for t in inputs:
+        if t._rg:
+            break
+    else:
+        return _wrap(data, None, False, vc)
+    out = _wrap(data, None, True, vc)
+    saved: tuple = ()
+    if op.save_inputs:
+        saved = tuple((t._vc, t._vc[0]) for t in inputs)
+    if op.save_output:
+        saved += ((out._vc, 0),)
+    tape = st.tape
+    node = Node(op, inputs, attrs, None, data, saved, tape,
+                user_location() if st.record_src else None)
+    tape.record(node)
+    out._node = node
+    return out
+
+
+def _normalize_index(index: Any) -> tuple:
+    """An index as a tuple of ints, slices, None, Ellipsis and integer/bool numpy arrays."""
+    items = index if isinstance(index, tuple) else (index,)
+    out = []
+    for item in items:
+        if isinstance(item, Tensor):
+            item = item._data
+        if isinstance(item, list):
+            item = np.asarray(item)
+        if isinstance(item, np.ndarray):
+            if item.dtype.kind not in "iub":
+                raise DTypeError(with_location(f"getitem: index arrays must be integer or bool, "
+                                               f"got {item.dtype}"))
+            if item.ndim == 0 and item.dtype.kind != "b":
+                item = int(item)
+        elif isinstance(item, np.integer):
+            item = int(item)
+        elif not isinstance(item, int | slice) and item is not None and item is not Ellipsis:
+            raise DTypeError(with_location(f"getitem: unsupported index {item!r}"))
+        out.append(item)
+    return tuple(out)
+
+
+class Tensor(OpMethods):
+    """An n-dimensional array that records the ops applied to it for ``backward()``.
+
+    ``Tensor(data, dtype=None)``: Python lists and scalars become float32, numpy arrays keep their
+    dtype (float64 stays float64), ``dtype`` overrides.
+    """
+
+    __slots__ = ("_data", "_node", "_rg", "_grad", "_vc", "_id", "__weakref__")
+    __array_ufunc__ = None  # numpy defers ``array + tensor`` to Tensor.__radd__
+
+    def __init__(self, data: Any, dtype: Any = None) -> None:
+        self._data = default_array(data, dtype)
+        self._node = None
+        self._rg = False
+        self._grad = None
+        self._vc = [0]
+        self._id = None
+
+    _apply = staticmethod(apply)
+
+    def _coerce(self, value: Any) -> Tensor:
+        if isinstance(value, Tensor):
+            return value
+        if isinstance(value, bool | int | float):
+            key = (self._data.dtype, type(value))
+            dtype = _scalar_dtypes.get(key)
+            if dtype is None:
+                dtype = _scalar_dtypes[key] = np.result_type(self._data, value)
+            return _wrap(np.asarray(value, dtype=dtype), None, False)
+        if isinstance(value, np.ndarray | np.generic):
+            return _wrap(np.asarray(value), None, False)
+        return Tensor(value)
+
+    # --- constructors (the seed's names) -------------------------------------------------------
+    @staticmethod
+    def from_slice(values: Sequence[float], dtype: Any = None) -> Tensor:
+        """A 1-D tensor of ``values``."""
+        t = Tensor(values, dtype)
+        if t.ndim != 1:
+            raise ShapeError(with_location(f"from_slice: needs a flat sequence, got shape "
+                                           f"{list(t.shape)}"))
+        return t
+
+    @staticmethod
+    def new(data: Any, shape: Sequence[int], dtype: Any = None) -> Tensor:
+        """``data`` reshaped to ``shape``; a ValueError naming both sizes when they differ."""
+        arr = default_array(data, dtype)
+        shape = tuple(int(d) for d in shape)
+        if arr.size != int(np.prod(shape)):
+            raise ShapeError(with_location(
+                f"new: {arr.size} values cannot fill shape {list(shape)} "
+                f"({int(np.prod(shape))} elements)"))
+        return _wrap(arr.reshape(shape), None, False)
+
+    @staticmethod
+    def zeros(shape: Sequence[int], dtype: Any = np.float32) -> Tensor:
+        """A tensor of zeros."""
+        return _wrap(np.zeros(tuple(shape), dtype=dtype), None, False)
+
+    @staticmethod
+    def ones(shape: Sequence[int], dtype: Any = np.float32) -> Tensor:
+        """A tensor of ones."""
+        return _wrap(np.ones(tuple(shape), dtype=dtype), None, False)
+
+    # --- properties ----------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def size(self) -> int:
+        return self._data.size
+
+    # --- gradient state ------------------------------------------------------------------------
+    def requires_grad(self, flag: bool = True) -> Tensor:
+        """Mark this leaf to accumulate ``grad()`` in ``backward()``; returns the tensor."""
+        if self._node is not None:
+            if not flag:
+                raise GraphError(with_location("requires_grad: a tensor computed by the graph "
+                                               "always requires grad; use detach()"))
+            return self
+        if flag and self._data.dtype.kind != "f":
+            raise DTypeError(with_location(
+                f"requires_grad: gradients need a float dtype, got {describe(self)}"))
+        self._rg = bool(flag)
+        return self
+
+    requires_grad_ = requires_grad
+
+    def requires_grad_enabled(self) -> bool:
+        """Whether a gradient flows to this tensor."""
+        return self._rg
+
+    def is_leaf(self) -> bool:
+        """True unless the tensor was computed by a recorded op."""
+        return self._node is None
+
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient of this leaf (its dtype), or None."""
+        return self._grad if self._node is None else None
+
+    def backward(self, grad: Any = None, create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``grad()``; ``grad`` seeds a tensor with
+        more than one element; ``create_graph=True`` records the backward for higher orders."""
+        from .engine import backward
+
+        backward(self, grad, create_graph)
+
+    def backward_with_grad(self, grad: Any) -> None:
+        """``backward(grad)`` (the Rust library's name)."""
+        self.backward(grad)
+
+    def detach(self) -> Tensor:
+        """A leaf sharing this tensor's values, with no gradient."""
+        return _wrap(self._data, None, False, self._vc)
+
+    # --- values --------------------------------------------------------------------------------
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python number."""
+        if self._data.size != 1:
+            raise ShapeError(with_location(f"item: needs a one-element tensor, got "
+                                           f"{describe(self)}"))
+        return self._data.item()
+
+    def data(self) -> np.ndarray:
+        """A read-only numpy view of the values."""
+        view = self._data.view()
+        view.flags.writeable = False
+        return view
+
+    numpy = data
+
+    def tolist(self) -> Any:
+        return self._data.tolist()
+
+    def len(self) -> int:
+        """Number of elements (the seed's ``len()``)."""
+        return self._data.size
+
+    numel = len
+
+    def id(self) -> int:
+        """A stable integer id, usable with ``get_grad`` and ``clear_grad``."""
+        if self._id is None:
+            self._id = next(_ids)
+            _by_id[self._id] = self
+        return self._id
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy or (dtype is not None and np.dtype(dtype) != self._data.dtype):
+            return np.array(self._data, dtype=dtype, copy=True)
+        return self.data()
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return self.getitem(_normalize_index(index))
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise ShapeError(with_location(f"bool: the truth value of a tensor with "
+                                           f"{self._data.size} elements is ambiguous"))
+        return bool(self._data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._data, separator=", ", prefix="tensor(")
+        state = ""
+        if self._node is not None:
+            state = f", grad_fn={self._node.op.name}"
+        elif self._rg:
+            state = ", requires_grad=True, grad=" + ("set" if self._grad is not None else "None")
+        return f"tensor({body}, shape={tuple(self.shape)}, dtype={self.dtype}{state})"
+
+    # --- in-place leaf updates (optimizers) ----------------------------------------------------
+    def _check_inplace(self, op: str) -> None:
+        if self._node is not None:
+            raise GraphError(with_location(
+                f"{op}: cannot update {describe(self)} in place: it was computed by a recorded "
+                f"op ({self._node.op.name}); only leaves can be updated in place"))
+        if self._rg and STATE.grad_enabled:
+            raise GraphError(with_location(
+                f"{op}: in-place update of a leaf that requires grad ({describe(self)}) while "
+                f"gradients are recorded; do it inside `with no_grad():`"))
+        if not self._data.flags.writeable:
+            raise GraphError(with_location(f"{op}: {describe(self)} is a read-only view"))
+
+    def _inplace(self, op: str, ufunc: np.ufunc, other: Any) -> Tensor:
+        self._check_inplace(op)
+        value = other._data if isinstance(other, Tensor) else np.asarray(other)
+        try:
+            ufunc(self._data, value, out=self._data, casting="same_kind")
+        except (ValueError, TypeError) as e:
+            raise ShapeError(with_location(f"{op}: {e}; operands {describe(self)}, "
+                                           f"{describe(value)}")) from None
+        self._vc[0] += 1
+        return self
+
+    def sub_(self, other: Any, alpha: float = 1.0) -> Tensor:
+        """``self -= alpha * other`` in place (a leaf, under ``no_grad``)."""
+        if alpha != 1.0:
+            other = np.multiply(other._data if isinstance(other, Tensor) else other, alpha)
+        return self._inplace("sub_", np.subtract, other)
+
+    def add_(self, other: Any, alpha: float = 1.0) -> Tensor:
+        """``self += alpha * other`` in place."""
+        if alpha != 1.0:
+            other = np.multiply(other._data if isinstance(other, Tensor) else other, alpha)
+        return self._inplace("add_", np.add, other)
+
+    def mul_(self, other: Any) -> Tensor:
+        """``self *= other`` in place."""
+        return self._inplace("mul_", np.multiply, other)
+
+    def assign(self, value: Any) -> Tensor:
+        """Overwrite the values in place (broadcast to this shape, cast to this dtype)."""
+        self._check_inplace("assign")
+        src = value._data if isinstance(value, Tensor) else np.asarray(value)
+        try:
+            np.copyto(self._data, src, casting="same_kind")
+        except (ValueError, TypeError) as e:
+            raise ShapeError(with_location(f"assign: {e}; operands {describe(self)}, "
+                                           f"{describe(src)}")) from None
+        self._vc[0] += 1
+        return self
+
+    def zero_(self) -> Tensor:
+        """Set every value to zero in place."""
+        return self.assign(0)
+
+
+def get_grad(tensor_id: int) -> Tensor | None:
+    """The gradient of the tensor with this ``id()``, or None."""
+    t = _by_id.get(tensor_id)
+    return None if t is None else t.grad()
+
+
+def clear_grad(tensor_id: int) -> None:
+    """Reset the gradient of the tensor with this ``id()`` to None."""
+    t = _by_id.get(tensor_id)
+    if t is not None:
+        t._grad = None
