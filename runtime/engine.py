@@ -14,19 +14,24 @@ from .state import STATE, GradMode
 from .tensor import Tensor, _wrap
 
 
-def _seed(root: Tensor, grad: Any) -> Tensor:
+def _seed(root: Tensor, grad: Any, op: str) -> Tensor:
+    """The gradient to start from, after checking ``root`` can be differentiated at all."""
     if root.dtype.kind != "f":
-        raise DTypeError(with_location(f"backward: gradients need a float dtype, got "
+        raise DTypeError(with_location(f"{op}: gradients need a float dtype, got "
                                        f"{describe(root)}"))
+    if not root._rg:
+        raise GraphError(with_location(
+            f"{op}: {describe(root)} does not require grad: no input of it was marked "
+            f"with requires_grad(), or it was computed under no_grad()"))
     if grad is None:
         if root.size != 1:
             raise ShapeError(with_location(
-                f"backward: {describe(root)} has {root.size} elements; pass grad= (a tensor of "
+                f"{op}: {describe(root)} has {root.size} elements; pass grad= (a tensor of "
                 f"the same shape) or reduce it to one element first"))
         return _wrap(np.ones(root.shape, dtype=root.dtype), None, False)
     seed = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
     if tuple(seed.shape) != tuple(root.shape):
-        raise ShapeError(with_location(f"backward: grad {describe(seed)} does not match "
+        raise ShapeError(with_location(f"{op}: grad {describe(seed)} does not match "
                                        f"{describe(root)}"))
     return seed
 
@@ -89,6 +94,16 @@ def run_backward(root: Tensor, seed: Tensor, create_graph: bool,
     grads: dict[Node, Tensor] = {root._node: seed}
     ready = [root._node]
     anomaly = STATE.anomaly
+    STATE.anomaly = False  # checked per gradient below, named after the op being differentiated
+    try:
+        _propagate(ready, grads, consumers, leaf_grads, captured, capture, anomaly, create_graph)
+    finally:
+        STATE.anomaly = anomaly
+    return leaf_grads, captured
+
+
+def _propagate(ready: list[Node], grads: dict, consumers: dict, leaf_grads: dict,
+               captured: dict, capture: frozenset, anomaly: bool, create_graph: bool) -> None:
     with GradMode(create_graph):
         while ready:
             node = ready.pop()
@@ -122,16 +137,11 @@ def run_backward(root: Tensor, seed: Tensor, create_graph: bool,
                     consumers[m] -= 1
                     if consumers[m] == 0:
                         ready.append(m)
-    return leaf_grads, captured
 
 
 def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None:
     """``root.backward(grad)``: accumulate gradients into every leaf that requires grad."""
-    if not root._rg:
-        raise GraphError(with_location(
-            f"backward: {describe(root)} does not require grad: no input of it was marked "
-            f"with requires_grad(), or it was computed under no_grad()"))
-    seed = _seed(root, grad)
+    seed = _seed(root, grad, "backward")
     leaf_grads, _ = run_backward(root, seed, create_graph)
     with GradMode(create_graph):
         for leaf, g in leaf_grads.values():
@@ -149,9 +159,7 @@ def grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any = None,
 
     Like ``torch.autograd.grad``: None for an input that ``output`` does not depend on.
     """
-    if not output._rg:
-        raise GraphError(with_location(f"grad: {describe(output)} does not require grad"))
-    seed = _seed(output, grad_output)
+    seed = _seed(output, grad_output, "grad")
     capture = frozenset(t._node for t in inputs if t._node is not None)
     leaf_grads, captured = run_backward(output, seed, create_graph, capture)
     if output._node in capture:

@@ -23,14 +23,14 @@ class Tape:
     def __init__(self) -> None:
         self.refs: list[weakref.ref] = []
         self.cleared = False
-        self.limit = 4096
+        self.limit = 1024
 
     def record(self, node: Node) -> None:
         refs = self.refs
         refs.append(weakref.ref(node))
         if len(refs) > self.limit:
             self.refs = [r for r in refs if r() is not None]
-            self.limit = max(4096, 2 * len(self.refs))
+            self.limit = max(1024, 2 * len(self.refs))
 
     def nodes(self) -> list[Node]:
         """The live recorded nodes, oldest first."""
