@@ -1,8 +1,8 @@
 """The seed's training loop: linear regression y = 2x + 1 with hand-written gradient descent.
 
-The seed uses lr 0.01 for 100 epochs, which stops short of the answer (after
-100 steps it gives w = 2.07, b = 0.79: b converges slowly at that rate). We keep the seed's loop exactly and use lr 0.05
-for 1000 epochs, which reaches w = 2.00, b = 1.00.
+The seed uses lr 0.01 for 100 epochs, which stops short of the answer (after 100 steps it
+gives w = 2.07, b = 0.79: b converges slowly at that rate). We keep the seed's loop exactly and
+use lr 0.05 for 1000 epochs, which reaches w = 2.00, b = 1.00.
 """
 
 from aprender.autograd import Tensor, clear_graph, no_grad

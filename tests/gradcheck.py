@@ -79,7 +79,8 @@ def check_second_order(fn: Callable[..., Tensor], arrays: Sequence[np.ndarray],
     if d is None or not d.requires_grad_enabled():
         hvp = [np.zeros_like(a) for a in arrays]  # the op is linear: its second order is zero
     else:
-        hvp = [np.zeros_like(a) if g is None else g.data() for g in ap.grad(d, xs)]
+        hvp = [np.zeros_like(a) if g is None else g.data()
+               for a, g in zip(arrays, ap.grad(d, xs), strict=True)]
 
     def value(arrs: list[np.ndarray]) -> float:
         res = directional([Tensor(a).requires_grad() for a in arrs])

@@ -20,7 +20,8 @@ def _reshape_infer(x, shape):
 
 
 RESHAPE = register(OpDef(
-    name="reshape", aliases_input=True, kind="view", impl=lambda a, shape: a.reshape(shape), infer=_reshape_infer,
+    name="reshape", aliases_input=True, kind="view", impl=lambda a, shape: a.reshape(shape),
+    infer=_reshape_infer,
     vjp=lambda g, out, x, at, needs: (g.reshape(tuple(x[0].shape)),),
     attrs=("shape",), doc="same elements in a new shape"))
 
@@ -32,7 +33,8 @@ def _transpose_infer(x, axes):
 
 
 TRANSPOSE = register(OpDef(
-    name="transpose", aliases_input=True, kind="view", impl=lambda a, axes: a.transpose(axes),
+    name="transpose", aliases_input=True, kind="view",
+    impl=lambda a, axes: a.transpose(axes),
     infer=_transpose_infer,
     vjp=lambda g, out, x, at, needs: (g.transpose(tuple(np.argsort(at["axes"]).tolist())),),
     attrs=("axes",), doc="permute axes"))
@@ -49,7 +51,8 @@ def _broadcast_to_infer(x, shape):
 
 
 BROADCAST_TO = register(OpDef(
-    name="broadcast_to", aliases_input=True, kind="view", impl=lambda a, shape: np.broadcast_to(a, shape),
+    name="broadcast_to", aliases_input=True, kind="view",
+    impl=lambda a, shape: np.broadcast_to(a, shape),
     infer=_broadcast_to_infer,
     vjp=lambda g, out, x, at, needs: (g.sum_to(tuple(x[0].shape)),),
     attrs=("shape",), doc="read-only broadcast view; its gradient sums back (sum_to)"))
@@ -61,7 +64,8 @@ def _getitem_infer(x, index):
 
 
 GETITEM = register(OpDef(
-    name="getitem", aliases_input=True, kind="other", impl=lambda a, index: a[index], infer=_getitem_infer,
+    name="getitem", aliases_input=True, kind="other", impl=lambda a, index: a[index],
+    infer=_getitem_infer,
     vjp=lambda g, out, x, at, needs: (g.scatter_add(tuple(x[0].shape), at["index"]),),
     attrs=("index",), doc="basic and integer-array indexing"))
 
