@@ -46,6 +46,12 @@ def resolve_shape(op: str, value: Any, shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+#: attrs of ops that have none; shared, never mutated
+_NO_ATTRS: dict = {}
+_ALL_AXES = {"axis": None, "keepdims": False}
+_SWAP_2D = {"axes": (1, 0)}
+
+
 class OpMethods:
     """Methods for every op; subclasses provide ``_apply``, ``_coerce``, ``shape``, ``dtype``."""
 
@@ -60,6 +66,8 @@ class OpMethods:
         raise NotImplementedError
 
     def _axes(self, op: str, axis: Any) -> tuple[int, ...] | None:
+        if type(axis) is int and 0 <= axis < len(self.shape):
+            return (axis,)
         try:
             return normalize_axes(axis, len(self.shape))
         except ValueError as e:
@@ -72,31 +80,39 @@ class OpMethods:
     # --- binary arithmetic ---------------------------------------------------------------------
     def add(self, other: Any) -> Any:
         """Element-wise ``self + other`` with broadcasting."""
-        return self._apply(ew.ADD, (self, self._coerce(other)), {})
+        if not isinstance(other, OpMethods):
+            other = self._coerce(other)
+        return self._apply(ew.ADD, (self, other), _NO_ATTRS)
 
     def sub(self, other: Any) -> Any:
         """Element-wise ``self - other``."""
-        return self._apply(ew.SUB, (self, self._coerce(other)), {})
+        if not isinstance(other, OpMethods):
+            other = self._coerce(other)
+        return self._apply(ew.SUB, (self, other), _NO_ATTRS)
 
     def mul(self, other: Any) -> Any:
         """Element-wise ``self * other``."""
-        return self._apply(ew.MUL, (self, self._coerce(other)), {})
+        if not isinstance(other, OpMethods):
+            other = self._coerce(other)
+        return self._apply(ew.MUL, (self, other), _NO_ATTRS)
 
     def div(self, other: Any) -> Any:
         """Element-wise ``self / other``."""
-        return self._apply(ew.DIV, (self, self._coerce(other)), {})
+        if not isinstance(other, OpMethods):
+            other = self._coerce(other)
+        return self._apply(ew.DIV, (self, other), _NO_ATTRS)
 
     def power(self, other: Any) -> Any:
         """Element-wise ``self ** other`` for a tensor exponent."""
-        return self._apply(ew.POWER, (self, self._coerce(other)), {})
+        return self._apply(ew.POWER, (self, self._coerce(other)), _NO_ATTRS)
 
     def maximum(self, other: Any) -> Any:
         """Element-wise maximum."""
-        return self._apply(ew.MAXIMUM, (self, self._coerce(other)), {})
+        return self._apply(ew.MAXIMUM, (self, self._coerce(other)), _NO_ATTRS)
 
     def minimum(self, other: Any) -> Any:
         """Element-wise minimum."""
-        return self._apply(ew.MINIMUM, (self, self._coerce(other)), {})
+        return self._apply(ew.MINIMUM, (self, self._coerce(other)), _NO_ATTRS)
 
     def add_broadcast(self, bias: Any) -> Any:
         """``self + bias`` where ``bias`` matches the trailing axes (the seed's bias add)."""
@@ -104,26 +120,26 @@ class OpMethods:
         n = len(bias.shape)
         if n > len(self.shape) or tuple(self.shape[len(self.shape) - n:]) != tuple(bias.shape):
             raise shape_error("add_broadcast", "bias must match the trailing axes", self, bias)
-        return self._apply(ew.ADD, (self, bias), {})
+        return self._apply(ew.ADD, (self, bias), _NO_ATTRS)
 
     broadcast_add = add_broadcast
 
     # --- unary ---------------------------------------------------------------------------------
     def neg(self) -> Any:
         """``-self``."""
-        return self._apply(ew.NEG, (self,), {})
+        return self._apply(ew.NEG, (self,), _NO_ATTRS)
 
     def exp(self) -> Any:
         """``e ** self``."""
-        return self._apply(ew.EXP, (self,), {})
+        return self._apply(ew.EXP, (self,), _NO_ATTRS)
 
     def log(self) -> Any:
         """Natural logarithm (log 0 is -inf)."""
-        return self._apply(ew.LOG, (self,), {})
+        return self._apply(ew.LOG, (self,), _NO_ATTRS)
 
     def sqrt(self) -> Any:
         """Square root."""
-        return self._apply(ew.SQRT, (self,), {})
+        return self._apply(ew.SQRT, (self,), _NO_ATTRS)
 
     def pow(self, exponent: Any) -> Any:
         """``self ** exponent``; a number exponent is an attribute, a tensor one an input."""
@@ -133,11 +149,11 @@ class OpMethods:
 
     def abs(self) -> Any:
         """``|self|``."""
-        return self._apply(ew.ABS, (self,), {})
+        return self._apply(ew.ABS, (self,), _NO_ATTRS)
 
     def sign(self) -> Any:
         """-1, 0 or 1 element-wise (no gradient)."""
-        return self._apply(ew.SIGN, (self,), {})
+        return self._apply(ew.SIGN, (self,), _NO_ATTRS)
 
     def clip(self, lo: float | None = None, hi: float | None = None) -> Any:
         """Clamp to ``[lo, hi]`` (either bound may be None)."""
@@ -147,7 +163,7 @@ class OpMethods:
 
     def relu(self) -> Any:
         """``max(self, 0)``."""
-        return self._apply(ew.RELU, (self,), {})
+        return self._apply(ew.RELU, (self,), _NO_ATTRS)
 
     def leaky_relu(self, slope: float = 0.01) -> Any:
         """``self`` where positive, ``slope * self`` elsewhere."""
@@ -155,17 +171,17 @@ class OpMethods:
 
     def sigmoid(self) -> Any:
         """Logistic sigmoid."""
-        return self._apply(ew.SIGMOID, (self,), {})
+        return self._apply(ew.SIGMOID, (self,), _NO_ATTRS)
 
     def tanh(self) -> Any:
         """Hyperbolic tangent."""
-        return self._apply(ew.TANH, (self,), {})
+        return self._apply(ew.TANH, (self,), _NO_ATTRS)
 
     tanh_ = tanh
 
     def gelu(self) -> Any:
         """GELU (tanh approximation)."""
-        return self._apply(ew.GELU, (self,), {})
+        return self._apply(ew.GELU, (self,), _NO_ATTRS)
 
     def astype(self, dtype: Any) -> Any:
         """Cast to ``dtype``."""
@@ -176,22 +192,22 @@ class OpMethods:
 
     # --- comparisons and selection -------------------------------------------------------------
     def gt(self, other: Any) -> Any:
-        return self._apply(ew.GT, (self, self._coerce(other)), {})
+        return self._apply(ew.GT, (self, self._coerce(other)), _NO_ATTRS)
 
     def ge(self, other: Any) -> Any:
-        return self._apply(ew.GE, (self, self._coerce(other)), {})
+        return self._apply(ew.GE, (self, self._coerce(other)), _NO_ATTRS)
 
     def lt(self, other: Any) -> Any:
-        return self._apply(ew.LT, (self, self._coerce(other)), {})
+        return self._apply(ew.LT, (self, self._coerce(other)), _NO_ATTRS)
 
     def le(self, other: Any) -> Any:
-        return self._apply(ew.LE, (self, self._coerce(other)), {})
+        return self._apply(ew.LE, (self, self._coerce(other)), _NO_ATTRS)
 
     def eq(self, other: Any) -> Any:
-        return self._apply(ew.EQ, (self, self._coerce(other)), {})
+        return self._apply(ew.EQ, (self, self._coerce(other)), _NO_ATTRS)
 
     def ne(self, other: Any) -> Any:
-        return self._apply(ew.NE, (self, self._coerce(other)), {})
+        return self._apply(ew.NE, (self, self._coerce(other)), _NO_ATTRS)
 
     def select(self, a: Any, b: Any) -> Any:
         """``a`` where ``self`` (a condition) is true, else ``b``."""
@@ -201,20 +217,25 @@ class OpMethods:
             a = b._coerce(a)
         else:
             a, b = self._coerce(a), self._coerce(b)
-        return self._apply(ew.WHERE, (self, a, b), {})
+        return self._apply(ew.WHERE, (self, a, b), _NO_ATTRS)
 
     # --- reductions ----------------------------------------------------------------------------
     def sum(self, axis: Any = None, keepdims: bool = False) -> Any:
         """Sum over ``axis`` (int, tuple or None for all)."""
+        if axis is None and not keepdims:
+            return self._apply(reductions.SUM, (self,), _ALL_AXES)
         return self._apply(reductions.SUM, (self,),
                            {"axis": self._axes("sum", axis), "keepdims": bool(keepdims)})
 
     def sum_axis(self, axis: int, keepdims: bool = False) -> Any:
         """Sum over one axis: ``[[1,2],[3,4]].sum_axis(0) == [4,6]``."""
-        return self.sum(axis, keepdims)
+        return self._apply(reductions.SUM, (self,),
+                           {"axis": self._axes("sum", axis), "keepdims": bool(keepdims)})
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Any:
         """Mean over ``axis`` (None: all)."""
+        if axis is None and not keepdims:
+            return self._apply(reductions.MEAN, (self,), _ALL_AXES)
         return self._apply(reductions.MEAN, (self,),
                            {"axis": self._axes("mean", axis), "keepdims": bool(keepdims)})
 
@@ -235,11 +256,7 @@ class OpMethods:
 
     def sum_to(self, shape: Sequence[int]) -> Any:
         """Sum over the axes that broadcasting ``shape`` to this shape would add."""
-        shape = tuple(int(d) for d in shape)
-        try:
-            reductions.SUM_TO.infer(self, shape)
-        except ValueError as e:
-            raise shape_error("sum_to", str(e), self) from None
+        shape = tuple(shape)
         if shape == tuple(self.shape):
             return self
         return self._apply(reductions.SUM_TO, (self,), {"shape": shape})
@@ -259,7 +276,8 @@ class OpMethods:
         """Same elements in ``shape`` (one ``-1`` allowed)."""
         if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
             shape = tuple(shape[0])
-        shape = resolve_shape("reshape", self, shape)
+        if -1 in shape or math.prod(shape) != math.prod(self.shape):
+            shape = resolve_shape("reshape", self, shape)
         if shape == tuple(self.shape):
             return self
         return self._apply(shape_ops.RESHAPE, (self,), {"shape": shape})
@@ -271,11 +289,7 @@ class OpMethods:
 
     def broadcast_to(self, shape: Sequence[int]) -> Any:
         """Broadcast to ``shape``."""
-        shape = tuple(int(d) for d in shape)
-        try:
-            shape_ops.BROADCAST_TO.infer(self, shape)
-        except ValueError as e:
-            raise shape_error("broadcast_to", str(e), self) from None
+        shape = tuple(shape)
         if shape == tuple(self.shape):
             return self
         return self._apply(shape_ops.BROADCAST_TO, (self,), {"shape": shape})
@@ -283,6 +297,8 @@ class OpMethods:
     def transpose(self, axes: Sequence[int] | None = None) -> Any:
         """Reverse the axes (2-D: matrix transpose), or permute them by ``axes``."""
         n = len(self.shape)
+        if axes is None and n == 2:
+            return self._apply(shape_ops.TRANSPOSE, (self,), _SWAP_2D)
         perm = tuple(range(n))[::-1] if axes is None else tuple(int(a) % max(n, 1) for a in axes)
         if sorted(perm) != list(range(n)):
             raise shape_error("transpose", f"axes {list(axes or ())} are not a permutation", self)
@@ -305,62 +321,52 @@ class OpMethods:
     # --- matmul --------------------------------------------------------------------------------
     def matmul(self, other: Any) -> Any:
         """Matrix product with numpy ``matmul`` rules."""
-        return self._apply(linalg.MATMUL, (self, self._coerce(other)), {})
+        if not isinstance(other, OpMethods):
+            other = self._coerce(other)
+        return self._apply(linalg.MATMUL, (self, other), _NO_ATTRS)
 
     # --- operators -----------------------------------------------------------------------------
-    def __add__(self, other: Any) -> Any:
-        return self.add(other)
+    __add__ = add
 
     def __radd__(self, other: Any) -> Any:
         return self._coerce(other).add(self)
 
-    def __sub__(self, other: Any) -> Any:
-        return self.sub(other)
+    __sub__ = sub
 
     def __rsub__(self, other: Any) -> Any:
         return self._coerce(other).sub(self)
 
-    def __mul__(self, other: Any) -> Any:
-        return self.mul(other)
+    __mul__ = mul
 
     def __rmul__(self, other: Any) -> Any:
         return self._coerce(other).mul(self)
 
-    def __truediv__(self, other: Any) -> Any:
-        return self.div(other)
+    __truediv__ = div
 
     def __rtruediv__(self, other: Any) -> Any:
         return self._coerce(other).div(self)
 
-    def __pow__(self, exponent: Any) -> Any:
-        return self.pow(exponent)
+    __pow__ = pow
 
     def __rpow__(self, base: Any) -> Any:
         return self._coerce(base).power(self)
 
-    def __matmul__(self, other: Any) -> Any:
-        return self.matmul(other)
+    __matmul__ = matmul
 
     def __rmatmul__(self, other: Any) -> Any:
         return self._coerce(other).matmul(self)
 
-    def __neg__(self) -> Any:
-        return self.neg()
+    __neg__ = neg
 
-    def __abs__(self) -> Any:
-        return self.abs()
+    __abs__ = abs
 
-    def __gt__(self, other: Any) -> Any:
-        return self.gt(other)
+    __gt__ = gt
 
-    def __ge__(self, other: Any) -> Any:
-        return self.ge(other)
+    __ge__ = ge
 
-    def __lt__(self, other: Any) -> Any:
-        return self.lt(other)
+    __lt__ = lt
 
-    def __le__(self, other: Any) -> Any:
-        return self.le(other)
+    __le__ = le
 
     def __eq__(self, other: Any) -> Any:  # type: ignore[override]
         return self.eq(other)

@@ -114,14 +114,15 @@ def _propagate(ready: list[Node], grads: dict, consumers: dict, leaf_grads: dict
                     captured[node] = g
                 op = node.op
                 out = _wrap(node.value, node, True) if op.save_output else None
-                needs = tuple(t._rg for t in inputs)
+                needs = tuple([t._rg for t in inputs])
                 in_grads = op.vjp(g, out, inputs, node.attrs, needs)
                 for t, gi in zip(inputs, in_grads, strict=True):
                     if gi is None or not t._rg:
                         continue
-                    if gi.dtype != t.dtype:
-                        gi = gi.astype(t.dtype)
-                    if tuple(gi.shape) != tuple(t.shape):
+                    data = gi._data
+                    if data.dtype != t._data.dtype:
+                        gi = gi.astype(t._data.dtype)
+                    if data.shape != t._data.shape:
                         raise GraphError(f"internal: vjp of {op.name} gave {describe(gi)} for "
                                          f"{describe(t)}")
                     if anomaly:

@@ -16,6 +16,7 @@ class Tape:
     """What one thread has recorded since its last ``clear_graph()``.
 
     Holds nodes weakly: a graph no live tensor reaches is freed by reference counting alone.
+    ``runtime.tensor.apply`` appends to ``refs`` and calls ``compact()`` past ``limit``.
     """
 
     __slots__ = ("refs", "cleared", "limit")
@@ -25,12 +26,10 @@ class Tape:
         self.cleared = False
         self.limit = 1024
 
-    def record(self, node: Node) -> None:
-        refs = self.refs
-        refs.append(weakref.ref(node))
-        if len(refs) > self.limit:
-            self.refs = [r for r in refs if r() is not None]
-            self.limit = max(1024, 2 * len(self.refs))
+    def compact(self) -> None:
+        """Forget the nodes that have been freed; grow the limit with what is still live."""
+        self.refs = [r for r in self.refs if r() is not None]
+        self.limit = max(1024, 2 * len(self.refs))
 
     def nodes(self) -> list[Node]:
         """The live recorded nodes, oldest first."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import math
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
+from weakref import ref as _weakref
 
 import numpy as np
 
@@ -18,7 +20,9 @@ from .state import STATE
 
 _ids = itertools.count(1)
 _by_id: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
-_scalar_dtypes: dict[tuple[np.dtype, type], np.dtype] = {}
+#: Python-scalar operands as 0-d constant tensors (weak numpy promotion against the other
+#: operand), shared because nothing ever updates them in place
+_constants: dict[tuple, Tensor] = {}
 _new = object.__new__
 _ndarray = np.ndarray
 
@@ -68,12 +72,17 @@ def op_error(op: OpDef, inputs: Sequence[Tensor], attrs: dict, cause: Exception)
 
 
 def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
-    """Run ``op`` on ``inputs`` with numpy; record a node when a gradient may be needed."""
+    """Run ``op`` on ``inputs`` with numpy; record a node when a gradient may be needed.
+
+    This is the hot path of eager mode: it is written out flat on purpose.
+    """
+    n = len(inputs)
+    first = inputs[0]
     try:
-        if len(inputs) == 1:
-            data = op.impl(inputs[0]._data, **attrs)
-        elif len(inputs) == 2:
-            data = op.impl(inputs[0]._data, inputs[1]._data, **attrs)
+        if n == 2:
+            data = op.impl(first._data, inputs[1]._data, **attrs)
+        elif n == 1:
+            data = op.impl(first._data, **attrs)
         else:
             data = op.impl(*[t._data for t in inputs], **attrs)
     except (ValueError, TypeError, IndexError) as e:
@@ -83,31 +92,50 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
     st = STATE
     if st.anomaly:
         check_finite(op.name, data, "forward")
-    vc = inputs[0]._vc if op.aliases_input else None
-    if not st.grad_enabled or op.vjp is None or data.dtype.kind != "f":
-        return _wrap(data, None, False, vc)
-    for t in inputs:
-        if t._rg:
-            break
+    out = _new(Tensor)
+    out._data = data
+    out._grad = None
+    out._id = None
+    out._vc = first._vc if op.aliases_input else [0]
+    if (st.grad_enabled and op.vjp is not None and data.dtype.kind == "f"
+            and (first._rg or (n > 1 and any(t._rg for t in inputs)))):
+        node = _new(Node)
+        node.op = op
+        node.inputs = inputs
+        node.attrs = attrs
+        node.out = None
+        node.value = data
+        node.src = user_location() if st.record_src else None
+        if op.save_inputs:
+            if n == 1:
+                saved: tuple = ((first._vc, first._vc[0]),)
+            else:
+                saved = tuple([(t._vc, t._vc[0]) for t in inputs])
+            if op.save_output:
+                saved += ((out._vc, 0),)
+        elif op.save_output:
+            saved = ((out._vc, 0),)
+        else:
+            saved = ()
+        node.saved = saved
+        tape = node.tape = st.tape
+        refs = tape.refs
+        refs.append(_weakref(node))
+        if len(refs) > tape.limit:
+            tape.compact()
+        out._rg = True
+        out._node = node
     else:
-        return _wrap(data, None, False, vc)
-    out = _wrap(data, None, True, vc)
-    saved: tuple = ()
-    if op.save_inputs:
-        saved = tuple((t._vc, t._vc[0]) for t in inputs)
-    if op.save_output:
-        saved += ((out._vc, 0),)
-    tape = st.tape
-    node = Node(op, inputs, attrs, None, data, saved, tape,
-                user_location() if st.record_src else None)
-    tape.record(node)
-    out._node = node
+        out._rg = False
+        out._node = None
     return out
 
 
 def _normalize_index(index: Any) -> tuple:
     """An index as a tuple of ints, slices, None, Ellipsis and integer/bool numpy arrays."""
     items = index if isinstance(index, tuple) else (index,)
+    if all(type(item) is slice or type(item) is int for item in items):
+        return items
     out = []
     for item in items:
         if isinstance(item, Tensor):
@@ -152,11 +180,14 @@ class Tensor(OpMethods):
         if isinstance(value, Tensor):
             return value
         if isinstance(value, bool | int | float):
-            key = (self._data.dtype, type(value))
-            dtype = _scalar_dtypes.get(key)
-            if dtype is None:
-                dtype = _scalar_dtypes[key] = np.result_type(self._data, value)
-            return _wrap(np.asarray(value, dtype=dtype), None, False)
+            key = (value, type(value), self._data.dtype, value == 0 and math.copysign(1, value))
+            const = _constants.get(key)
+            if const is None:
+                if len(_constants) >= 512:
+                    _constants.clear()
+                dtype = np.result_type(self._data, value)
+                const = _constants[key] = _wrap(np.asarray(value, dtype=dtype), None, False)
+            return const
         if isinstance(value, np.ndarray | np.generic):
             return _wrap(np.asarray(value), None, False)
         return Tensor(value)

@@ -129,3 +129,10 @@ def test_cross_entropy_built_from_ops_has_exact_gradient() -> None:
     p = np.exp(logits_np) / np.exp(logits_np).sum(1, keepdims=True)
     expected = (p - np.eye(3)[labels]) / 4
     np.testing.assert_allclose(logits.grad().data(), expected, rtol=1e-12)
+
+
+def test_scalar_constants_keep_sign_of_zero_and_dtype() -> None:
+    x = Tensor([1.0, 2.0])
+    assert np.signbit((x * -0.0).data()).all() and not np.signbit((x * 0.0).data()).any()
+    assert (Tensor(np.array([1.0])) * 2.0).dtype == np.float64
+    assert (x * 2.0).dtype == np.float32 and (x * 2).tolist() == [2.0, 4.0]

@@ -29,6 +29,8 @@ def _swap_last(v):
 
 def _matmul_vjp(g, out, x, at, needs):
     a, b = x
+    if a.ndim == 2 and b.ndim == 2:
+        return (g.matmul(b.T) if needs[0] else None, a.T.matmul(g) if needs[1] else None)
     # Treat 1-D operands as a row (a) or a column (b) matrix, then use the 2-D rules.
     a2 = a.reshape((1,) + tuple(a.shape)) if a.ndim == 1 else a
     b2 = b.reshape(tuple(b.shape) + (1,)) if b.ndim == 1 else b

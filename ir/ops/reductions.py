@@ -72,7 +72,16 @@ MAX = register(OpDef(
     doc="maximum over axes; tied maxima share the gradient evenly"))
 
 
+def _sums_to(from_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether broadcasting ``shape`` gives ``from_shape`` (so summing back is defined)."""
+    lead = len(from_shape) - len(shape)
+    tail = from_shape[lead:]
+    return lead >= 0 and all(s == d or s == 1 for s, d in zip(shape, tail, strict=True))
+
+
 def _sum_to_impl(a, shape):
+    if not _sums_to(a.shape, shape):
+        raise ValueError(f"cannot sum {list(a.shape)} to {list(shape)}")
     lead = a.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and a.shape[lead + i] != 1)
@@ -82,12 +91,7 @@ def _sum_to_impl(a, shape):
 
 
 def _sum_to_infer(x, shape):
-    try:
-        np.broadcast_shapes(tuple(shape), tuple(x.shape))
-    except ValueError:
-        raise ValueError(f"cannot sum {list(x.shape)} to {list(shape)}") from None
-    if len(shape) > len(x.shape) or np.broadcast_shapes(tuple(shape), tuple(x.shape)) != tuple(
-            x.shape):
+    if not _sums_to(tuple(x.shape), tuple(shape)):
         raise ValueError(f"cannot sum {list(x.shape)} to {list(shape)}")
     return tuple(shape), np.dtype(x.dtype)
 
