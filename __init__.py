@@ -3,7 +3,7 @@
 Eager tensors record every op into an IR graph (the tape); ``backward()`` walks it in reverse.
 """
 
-from . import autograd, ir
+from . import autograd, data, ir, nn, optim
 from .errors import AnomalyError, AprenderError, DTypeError, GraphError, ShapeError
 from .runtime import (
     Tensor,
@@ -33,7 +33,7 @@ from .runtime import (
 __version__ = "0.1.0"
 
 __all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeError", "Tensor",
-           "arange", "autograd", "clear_grad", "clear_graph", "concat", "detect_anomaly",
+           "arange", "autograd", "clear_grad", "clear_graph", "concat", "data", "detect_anomaly",
            "enable_grad", "full", "get_grad", "grad", "ir", "is_grad_enabled", "maximum",
-           "minimum", "no_grad", "ones", "ones_like", "randn", "stack", "uniform", "where",
-           "zeros", "zeros_like"]
+           "minimum", "nn", "no_grad", "ones", "ones_like", "optim", "randn", "stack", "uniform",
+           "where", "zeros", "zeros_like"]

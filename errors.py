@@ -34,6 +34,13 @@ class GraphError(AprenderError, RuntimeError):
     """A misuse of the recorded graph: backward on a cleared graph, a stale in-place value, ..."""
 
 
+class StateDictError(AprenderError, KeyError):
+    """A state dict with missing, unexpected or mis-shaped entries."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class AnomalyError(AprenderError, FloatingPointError):
     """Raised under ``detect_anomaly()`` at the first op that produces nan or inf."""
 

@@ -173,6 +173,10 @@ class OpMethods:
         """Logistic sigmoid."""
         return self._apply(ew.SIGMOID, (self,), _NO_ATTRS)
 
+    def softplus(self) -> Any:
+        """``log(1 + e**self)``, computed stably."""
+        return self._apply(ew.SOFTPLUS, (self,), _NO_ATTRS)
+
     def tanh(self) -> Any:
         """Hyperbolic tangent."""
         return self._apply(ew.TANH, (self,), _NO_ATTRS)

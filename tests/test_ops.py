@@ -71,6 +71,7 @@ CASES = [
          ((3, 4),), _away_from([0])),
     Case("sigmoid", lambda x: x.sigmoid(), lambda x: 1 / (1 + np.exp(-x)), ((3, 4),)),
     Case("tanh", lambda x: x.tanh(), np.tanh, ((3, 4),)),
+    Case("softplus", lambda x: x.softplus(), lambda x: np.log1p(np.exp(x)), ((3, 4),)),
     Case("gelu", lambda x: x.gelu(), _gelu, ((3, 4),)),
     Case("clip", lambda x: x.clip(-0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5), ((3, 4),),
          _away_from([-0.5, 0.5])),
@@ -207,7 +208,8 @@ def test_reductions_over_random_axes(shape, data) -> None:
 
 def test_every_registered_op_has_a_case_or_is_covered_indirectly() -> None:
     covered = {"neg", "exp", "log", "sqrt", "pow", "abs", "relu", "leaky_relu", "sigmoid", "tanh",
-               "gelu", "clip", "softmax", "log_softmax", "sum", "mean", "max", "reshape",
+               "gelu",
+               "softplus", "clip", "softmax", "log_softmax", "sum", "mean", "max", "reshape",
                "transpose", "broadcast_to", "sum_to", "getitem", "add", "sub", "mul", "div",
                "power", "maximum", "minimum", "where", "matmul", "concat", "stack", "astype",
                # no gradient, or only reached as another op's gradient (tested through it):

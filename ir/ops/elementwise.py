@@ -140,6 +140,10 @@ SIGMOID = _elementwise(
     "sigmoid", _sigmoid_impl,
     lambda g, out, x, at, needs: (g.mul(out.mul(_one_minus(out))),),
     save_output=True, doc="1 / (1 + e**-x), computed stably")
+SOFTPLUS = _elementwise(
+    "softplus", lambda a: np.logaddexp(0, a),
+    lambda g, out, x, at, needs: (g.mul(x[0].sigmoid()),),
+    save_inputs=True, doc="log(1 + e**x), computed stably; its gradient is sigmoid(x)")
 TANH = _elementwise("tanh", np.tanh,
                     lambda g, out, x, at, needs: (g.mul(_one_minus(out.mul(out))),),
                     save_output=True, doc="hyperbolic tangent")

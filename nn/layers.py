@@ -1,0 +1,144 @@
+"""Layers: Linear (the seed's), activations, Dropout, LayerNorm, Embedding and the seed's MLP."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..runtime import Tensor
+from ..runtime.factories import Seed, generator
+from .module import Module
+
+
+class Linear(Module):
+    """``y = x @ W + b`` with ``W`` of shape ``[in, out]`` as in the seed, Xavier-initialised the
+    seed's way: uniform in ``[-s/2, s/2)`` with ``s = sqrt(2 / (in + out))``; bias zeros."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 rng: Seed = None, dtype: Any = np.float32) -> None:
+        self.in_features, self.out_features = in_features, out_features
+        scale = math.sqrt(2.0 / (in_features + out_features))
+        w = generator(rng).random((in_features, out_features)) * scale - scale / 2
+        self.weight = Tensor(w.astype(dtype)).requires_grad()
+        self.bias = Tensor(np.zeros(out_features, dtype=dtype)).requires_grad() if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x.matmul(self.weight)
+        return y if self.bias is None else y.add(self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu()
+
+
+class LeakyReLU(Module):
+    def __init__(self, slope: float = 0.01) -> None:
+        self.slope = slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.leaky_relu(self.slope)
+
+    def extra_repr(self) -> str:
+        return f"slope={self.slope}"
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh()
+
+
+class GELU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.gelu()
+
+
+class Softmax(Module):
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.softmax(self.axis)
+
+
+class Dropout(Module):
+    """Zeroes each element with probability ``p`` in training (scaling the rest by
+    ``1 / (1 - p)``); the identity in eval mode. ``rng`` seeds the masks."""
+
+    def __init__(self, p: float = 0.5, rng: Seed = None) -> None:
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = p
+        self._rng = generator(rng)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = self._rng.random(x.shape) >= self.p
+        return x.mul((keep / (1.0 - self.p)).astype(x.dtype))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class LayerNorm(Module):
+    """Normalise over the trailing ``normalized_shape`` axes, then scale and shift."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
+                 dtype: Any = np.float32) -> None:
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
+            normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.weight = Tensor(np.ones(shape, dtype=dtype)).requires_grad()
+        self.bias = Tensor(np.zeros(shape, dtype=dtype)).requires_grad()
+
+    def forward(self, x: Tensor) -> Tensor:
+        axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))
+        centered = x.sub(x.mean(axes, keepdims=True))
+        var = centered.mul(centered).mean(axes, keepdims=True)
+        return centered.div(var.add(self.eps).sqrt()).mul(self.weight).add(self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class Embedding(Module):
+    """A table of ``num_embeddings`` vectors, initialised N(0, 1) as in PyTorch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, rng: Seed = None,
+                 dtype: Any = np.float32) -> None:
+        table = generator(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype)
+        self.weight = Tensor(table).requires_grad()
+
+    def forward(self, indices: Any) -> Tensor:
+        return self.weight[np.asarray(indices)]
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, {self.weight.shape[1]}"
+
+
+class MLP(Module):
+    """The seed's MLP: three Linear layers with ReLU between them."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, rng: Seed = None,
+                 dtype: Any = np.float32) -> None:
+        gen = generator(rng)
+        self.fc1 = Linear(input_dim, hidden_dim, rng=gen, dtype=dtype)
+        self.fc2 = Linear(hidden_dim, hidden_dim, rng=gen, dtype=dtype)
+        self.fc3 = Linear(hidden_dim, output_dim, rng=gen, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h1 = self.fc1(x).relu()
+        h2 = self.fc2(h1).relu()
+        return self.fc3(h2)
+

@@ -1,0 +1,183 @@
+"""``Module``: parameters found through attributes, state dicts, train/eval; containers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError, StateDictError
+from ..runtime import Tensor, no_grad
+
+
+class Module:
+    """Base class of layers and models, as in PyTorch.
+
+    Parameters are the leaf tensors that require grad, found in attributes and (recursively) in
+    sub-modules and lists, tuples and dicts of them; names are dotted paths (``fc1.weight``,
+    ``layers.0.bias``). ``__call__`` runs ``forward``.
+    """
+
+    training: bool = True
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # --- discovery -----------------------------------------------------------------------------
+    def _children(self) -> Iterator[tuple[str, Any]]:
+        for name, value in vars(self).items():
+            if not name.startswith("_"):
+                yield name, value
+
+    def _walk(self, prefix: str, value: Any, seen: set[int]) -> Iterator[tuple[str, Any]]:
+        if isinstance(value, Tensor):
+            if value.is_leaf() and value.requires_grad_enabled() and id(value) not in seen:
+                seen.add(id(value))
+                yield prefix, value
+        elif isinstance(value, Module):
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+            for name, child in value._children():
+                yield from self._walk(f"{prefix}.{name}" if prefix else name, child, seen)
+        elif isinstance(value, list | tuple):
+            for i, child in enumerate(value):
+                yield from self._walk(f"{prefix}.{i}" if prefix else str(i), child, seen)
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                yield from self._walk(f"{prefix}.{key}" if prefix else str(key), child, seen)
+
+    def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, tensor)`` for every parameter, each tensor once."""
+        yield from self._walk("", self, set())
+
+    def parameters(self) -> list[Tensor]:
+        """Every parameter, in attribute order, each tensor once."""
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every sub-module, depth first."""
+        stack: list[Any] = [self]
+        seen: set[int] = set()
+        while stack:
+            value = stack.pop()
+            if isinstance(value, Module):
+                if id(value) in seen:
+                    continue
+                seen.add(id(value))
+                yield value
+                stack.extend(reversed([v for _, v in value._children()]))
+            elif isinstance(value, list | tuple):
+                stack.extend(reversed(value))
+            elif isinstance(value, dict):
+                stack.extend(reversed(list(value.values())))
+
+    # --- modes and gradients -------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode on this module and every sub-module (Dropout uses it)."""
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """``train(False)``."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Reset every parameter's gradient to None."""
+        for p in self.parameters():
+            p._grad = None
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameter name -> a copy of its values (savable with ``numpy.savez``)."""
+        return {name: np.array(p.data()) for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy values into the parameters in place; checks every key and shape first, so a bad
+        state dict changes nothing."""
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state]
+        unexpected = [k for k in state if k not in params]
+        if strict and (missing or unexpected):
+            raise StateDictError(f"load_state_dict: missing keys {missing}, unexpected keys "
+                                 f"{unexpected}")
+        arrays = {}
+        for name, p in params.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ShapeError(f"load_state_dict: {name} has shape {list(value.shape)} in the "
+                                 f"state dict but {list(p.shape)} in the model")
+            arrays[name] = value
+        with no_grad():
+            for name, value in arrays.items():
+                params[name].assign(value)
+
+    def save(self, path: str) -> None:
+        """Write the state dict to ``path`` with ``numpy.savez``."""
+        np.savez(path, **self.state_dict())
+
+    def load(self, path: str, strict: bool = True) -> None:
+        """Load a state dict written by ``save`` (no pickles are read)."""
+        with np.load(path, allow_pickle=False) as data:
+            self.load_state_dict({k: data[k] for k in data.files}, strict)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._children():
+            items = child if isinstance(child, list | tuple) else [child]
+            for i, item in enumerate(items):
+                if isinstance(item, Module):
+                    label = name if item is child else f"{name}.{i}"
+                    body = repr(item).replace("\n", "\n  ")
+                    lines.append(f"  ({label}): {body}")
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class _Container(Module):
+    """Modules held in order; they are named ``0``, ``1``, ... as in PyTorch."""
+
+    def __init__(self, modules: Iterable[Module] = ()) -> None:
+        self._items = list(modules)
+
+    def _children(self) -> Iterator[tuple[str, Any]]:
+        for i, module in enumerate(self._items):
+            yield str(i), module
+
+    def __getitem__(self, i: int) -> Module:
+        return self._items[i]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Sequential(_Container):
+    """Modules applied one after another."""
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__(layers)
+
+    def forward(self, x: Any) -> Any:
+        for layer in self._items:
+            x = layer(x)
+        return x
+
+
+class ModuleList(_Container):
+    """A list of modules whose parameters are discovered (``blocks.0.weight``, ...)."""
+
+    def append(self, module: Module) -> ModuleList:
+        self._items.append(module)
+        return self
