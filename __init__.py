@@ -4,7 +4,14 @@ Eager tensors record every op into an IR graph (the tape); ``backward()`` walks 
 """
 
 from . import autograd, data, ir, nn, optim
-from .errors import AnomalyError, AprenderError, DTypeError, GraphError, ShapeError
+from .errors import (
+    AnomalyError,
+    AprenderError,
+    DTypeError,
+    GraphError,
+    ShapeError,
+    StateDictError,
+)
 from .runtime import (
     Tensor,
     arange,
@@ -32,8 +39,8 @@ from .runtime import (
 
 __version__ = "0.1.0"
 
-__all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeError", "Tensor",
-           "arange", "autograd", "clear_grad", "clear_graph", "concat", "data", "detect_anomaly",
-           "enable_grad", "full", "get_grad", "grad", "ir", "is_grad_enabled", "maximum",
-           "minimum", "nn", "no_grad", "ones", "ones_like", "optim", "randn", "stack", "uniform",
-           "where", "zeros", "zeros_like"]
+__all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeError",
+           "StateDictError", "Tensor", "arange", "autograd", "clear_grad", "clear_graph",
+           "concat", "data", "detect_anomaly", "enable_grad", "full", "get_grad", "grad", "ir",
+           "is_grad_enabled", "maximum", "minimum", "nn", "no_grad", "ones", "ones_like",
+           "optim", "randn", "stack", "uniform", "where", "zeros", "zeros_like"]
