@@ -10,9 +10,9 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _run(name: str) -> str:
-    done = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
-                          timeout=120, check=True)
+def _run(name: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
+                          text=True, timeout=120, check=True)
     return done.stdout
 
 
@@ -42,3 +42,20 @@ def test_gradient_check_passes() -> None:
     assert "Autograd: [2.0, 4.0, 6.0]" in out
     assert "Numerical: [2.0, 4.0, 6.0]" in out
     assert "Gradient check passed" in out
+
+
+def test_seed_mlp_example_trains_and_infers_without_grad() -> None:
+    out = _run("seed_mlp.py")
+    before = float(re.search(r"before training: ([0-9.]+)", out).group(1))
+    after = float(re.search(r"after training: ([0-9.]+)", out).group(1))
+    assert after < 0.05 * before
+    assert "inference output: shape [64, 1], requires grad: False" in out
+
+
+def test_train_digits_short_run_reaches_90_percent(tmp_path) -> None:
+    out = _run("train_digits.py", "--epochs", "6", "--out", str(tmp_path))
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.9
+    assert "reloaded model predicts the same: True" in out
+    assert (tmp_path / "digits_mlp.npz").stat().st_size > 0
+    assert (tmp_path / "digits_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
