@@ -31,6 +31,7 @@ from .runtime import (
     ones_like,
     randn,
     stack,
+    trace,
     uniform,
     where,
     zeros,
@@ -43,4 +44,4 @@ __all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeEr
            "StateDictError", "Tensor", "arange", "autograd", "clear_grad", "clear_graph",
            "concat", "data", "detect_anomaly", "enable_grad", "full", "get_grad", "grad", "ir",
            "is_grad_enabled", "maximum", "minimum", "nn", "no_grad", "ones", "ones_like",
-           "optim", "randn", "stack", "uniform", "where", "zeros", "zeros_like"]
+           "optim", "randn", "stack", "trace", "uniform", "where", "zeros", "zeros_like"]

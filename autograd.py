@@ -5,6 +5,7 @@ from .runtime import (
     clear_grad,
     clear_graph,
     concat,
+    current_graph,
     detect_anomaly,
     enable_grad,
     get_grad,
@@ -17,6 +18,6 @@ from .runtime import (
     where,
 )
 
-__all__ = ["Tensor", "clear_grad", "clear_graph", "concat", "detect_anomaly", "enable_grad",
-           "get_grad", "grad", "is_grad_enabled", "maximum", "minimum", "no_grad", "stack",
-           "where"]
+__all__ = ["Tensor", "clear_grad", "clear_graph", "concat", "current_graph", "detect_anomaly",
+           "enable_grad", "get_grad", "grad", "is_grad_enabled", "maximum", "minimum", "no_grad",
+           "stack", "where"]

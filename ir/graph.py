@@ -7,6 +7,7 @@ The eager tape and traced functions share these types: each eager call records a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,28 +89,100 @@ def format_attr(value: Any) -> str:
     return repr(value)
 
 
+def short_src(src: str | None) -> str:
+    """``file.py:12: code`` from a full ``/path/to/file.py:12: code`` location."""
+    if not src:
+        return ""
+    where, _, code = src.partition(": ")
+    path, _, line = where.rpartition(":")
+    short = f"{os.path.basename(path)}:{line}" if path else where
+    return f"{short}: {code}" if code else short
+
+
 @dataclass
 class Graph:
-    """A standalone graph: typed inputs, nodes in topological order, outputs."""
+    """A standalone graph: typed inputs, nodes in topological order, outputs.
+
+    ``str(graph)`` prints it one op per line; ``to_dot``, ``to_json``/``from_json`` and
+    ``to_networkx`` export it; ``verify`` checks it; ``evaluate`` runs it with the registry's
+    numpy kernels. ``meta`` holds free-form facts (e.g. how outputs were nested).
+    """
 
     name: str
     inputs: list[Value] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     outputs: list[Value] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
 
-    def __str__(self) -> str:
+    def signature(self) -> str:
         args = ", ".join(f"{v.name}: {type_str(v.shape, v.dtype)}" for v in self.inputs)
         rets = ", ".join(type_str(v.shape, v.dtype) for v in self.outputs)
-        lines = [f"graph {self.name}({args}) -> {rets}"]
-        for node in self.nodes:
-            operands = ", ".join(v.name for v in node.inputs)
-            attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in node.attrs.items())
-            rhs = " ".join(p for p in (node.op.name, operands) if p)
-            if attrs:
-                rhs += f" [{attrs}]" if operands else f" {attrs}"
-            line = f"  {node.out.name}: {type_str(node.out.shape, node.out.dtype)} = {rhs}"
-            if node.src:
-                line += f"  # {node.src}"
-            lines.append(line)
+        return f"graph {self.name}({args}) -> {rets}"
+
+    def node_line(self, node: Node) -> str:
+        """``name: type = op operands [attrs]`` for one node, without the source comment."""
+        operands = ", ".join(v.name for v in node.inputs)
+        attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in node.attrs.items())
+        rhs = " ".join(p for p in (node.op.name, operands) if p)
+        if attrs:
+            rhs += f" [{attrs}]" if operands else f" {attrs}"
+        return f"{node.out.name}: {type_str(node.out.shape, node.out.dtype)} = {rhs}"
+
+    def __str__(self) -> str:
+        body = [f"  {self.node_line(n)}" for n in self.nodes]
+        width = max((len(line) for line in body), default=0)
+        lines = [self.signature()]
+        for node, line in zip(self.nodes, body, strict=True):
+            src = short_src(node.src)
+            lines.append(f"{line:<{width}}  # {src}" if src else line)
         lines.append("  return " + ", ".join(v.name for v in self.outputs))
         return "\n".join(lines)
+
+    def verify(self) -> Graph:
+        """Check topological order, definitions and every node's shape/dtype rule."""
+        from .verify import verify
+
+        verify(self)
+        return self
+
+    def evaluate(self, *inputs: Any) -> list[np.ndarray]:
+        """Run the graph on numpy inputs with each op's kernel (the reference interpreter)."""
+        if len(inputs) != len(self.inputs):
+            raise TypeError(f"{self.name}: expected {len(self.inputs)} inputs, got {len(inputs)}")
+        env: dict[int, np.ndarray] = {}
+        for value, array in zip(self.inputs, inputs, strict=True):
+            array = np.asarray(array)
+            if array.shape != value.shape or array.dtype != value.dtype:
+                raise TypeError(f"{self.name}: input {value.name} must be "
+                                f"{type_str(value.shape, value.dtype)}, got "
+                                f"{type_str(array.shape, array.dtype)}")
+            env[id(value)] = array
+        for node in self.nodes:
+            result = node.op.impl(*[env[id(v)] for v in node.inputs], **node.attrs)
+            env[id(node.out)] = np.asarray(result)
+        return [env[id(v)] for v in self.outputs]
+
+    def to_json(self) -> str:
+        """The graph as JSON (schema in ``ir/serialize.py``)."""
+        from .serialize import to_json
+
+        return to_json(self)
+
+    @staticmethod
+    def from_json(text: str) -> Graph:
+        """Load a graph written by ``to_json``; never executes or imports anything."""
+        from .serialize import from_json
+
+        return from_json(text)
+
+    def to_dot(self) -> str:
+        """Graphviz DOT text: inputs, ops, outputs; edges labelled with shapes."""
+        from .export import to_dot
+
+        return to_dot(self)
+
+    def to_networkx(self) -> Any:
+        """A ``networkx.MultiDiGraph``: one node per graph input and op, an edge per operand."""
+        from .export import to_networkx
+
+        return to_networkx(self)

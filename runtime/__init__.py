@@ -5,8 +5,9 @@ from .factories import arange, full, ones, ones_like, randn, uniform, zeros, zer
 from .functional import concat, maximum, minimum, stack, where
 from .state import clear_graph, detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .tensor import Tensor, clear_grad, get_grad
+from .tracing import current_graph, trace
 
 __all__ = ["Tensor", "arange", "backward", "clear_grad", "clear_graph", "concat",
-           "detect_anomaly", "enable_grad", "full", "get_grad", "grad", "is_grad_enabled",
-           "maximum", "minimum", "no_grad", "ones", "ones_like", "randn", "stack", "uniform",
-           "where", "zeros", "zeros_like"]
+           "current_graph", "detect_anomaly", "enable_grad", "full", "get_grad", "grad",
+           "is_grad_enabled", "maximum", "minimum", "no_grad", "ones", "ones_like", "randn",
+           "stack", "trace", "uniform", "where", "zeros", "zeros_like"]

@@ -50,6 +50,8 @@ class _State(threading.local):
         self.grad_enabled = True
         self.anomaly = False
         self.record_src = False
+        #: while tracing: the list every op (differentiable or not) is appended to, else None
+        self.tracing: list[Node] | None = None
         self.tape = Tape()
 
 

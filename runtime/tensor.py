@@ -97,8 +97,9 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
     out._grad = None
     out._id = None
     out._vc = first._vc if op.aliases_input else [0]
-    if (st.grad_enabled and op.vjp is not None and data.dtype.kind == "f"
-            and (first._rg or (n > 1 and any(t._rg for t in inputs)))):
+    rg = (st.grad_enabled and op.vjp is not None and data.dtype.kind == "f"
+          and (first._rg or (n > 1 and any(t._rg for t in inputs))))
+    if rg or st.tracing is not None:
         node = _new(Node)
         node.op = op
         node.inputs = inputs
@@ -123,7 +124,9 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
         refs.append(_weakref(node))
         if len(refs) > tape.limit:
             tape.compact()
-        out._rg = True
+        if st.tracing is not None:
+            st.tracing.append(node)
+        out._rg = rg
         out._node = node
     else:
         out._rg = False
@@ -355,6 +358,10 @@ class Tensor(OpMethods):
 
     # --- in-place leaf updates (optimizers) ----------------------------------------------------
     def _check_inplace(self, op: str) -> None:
+        if STATE.tracing is not None:
+            raise GraphError(with_location(
+                f"{op}: in-place updates are not recorded by ap.trace(), and tracing must not "
+                f"change your tensors; trace the computation without the update"))
         if self._node is not None:
             raise GraphError(with_location(
                 f"{op}: cannot update {describe(self)} in place: it was computed by a recorded "

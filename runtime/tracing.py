@@ -1,0 +1,197 @@
+"""``trace(fn, *args)``: run ``fn`` once on eager tensors, recording every op into an IR graph.
+
+Tensors passed as arguments, and tensors reached from closures, globals, ``self`` and module
+attributes, become graph inputs named after where they were found (``x``,
+``model.fc1.weight``); they are inputs by reference, never constants. Python scalars and
+tensors made inside ``fn`` without gradients become constants. Python control flow runs
+normally: the graph records the path taken.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import GraphError, with_location
+from ..ir.dump import dump_graph
+from ..ir.graph import Graph, Node, Value
+from ..ir.ops.sources import CONSTANT
+from .state import STATE, Tape
+from .tensor import Tensor
+
+_SKIP = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type, np.ndarray,
+         str, bytes, int, float, bool, complex)
+
+
+def _walk(obj: Any, prefix: str, depth: int = 0,
+          seen: set[int] | None = None) -> Iterator[tuple[str, Tensor]]:
+    """``(dotted name, tensor)`` for tensors inside ``obj``: modules, containers, plain objects."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, Tensor):
+        yield prefix, obj
+        return
+    if depth > 6 or id(obj) in seen or isinstance(obj, _SKIP) or obj is None:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, list | tuple):
+        items: Any = enumerate(obj)
+    elif isinstance(obj, dict):
+        items = obj.items()
+    elif hasattr(obj, "_children"):  # nn.Module and containers
+        items = obj._children()
+    elif hasattr(obj, "__dict__") and not callable(obj):
+        items = vars(obj).items()
+    else:
+        return
+    for key, child in items:
+        if isinstance(key, str | int) and not (isinstance(key, str) and key.startswith("__")):
+            yield from _walk(child, f"{prefix}.{key}" if prefix else str(key), depth + 1, seen)
+
+
+def _fn_name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__.lower()
+
+
+def named_tensors(fn: Callable, args: tuple, kwargs: dict) -> dict[int, tuple[str, Tensor]]:
+    """Where each reachable tensor is found: arguments first, then self, closures, globals."""
+    found: dict[int, tuple[str, Tensor]] = {}
+
+    def add(prefix: str, obj: Any) -> None:
+        for name, t in _walk(obj, prefix):
+            found.setdefault(id(t), (name, t))
+
+    target = getattr(fn, "forward", fn) if not inspect.isroutine(fn) else fn
+    try:
+        bound = inspect.signature(target).bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            add(name, value)
+    except (TypeError, ValueError):
+        for i, value in enumerate(args):
+            add(f"arg{i}", value)
+        for name, value in kwargs.items():
+            add(name, value)
+    if not inspect.isroutine(fn):
+        add("model", fn)
+    owner = getattr(target, "__self__", None)
+    if owner is not None and owner is not fn:
+        add("self", owner)
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        for name, cell in zip(code.co_freevars, target.__closure__ or (), strict=True):
+            try:
+                add(name, cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+        glb = getattr(target, "__globals__", {})
+        for name in code.co_names:
+            if name in glb:
+                add(name, glb[name])
+    return found
+
+
+def _flatten(result: Any) -> tuple[list[Tensor], str]:
+    if isinstance(result, Tensor):
+        return [result], "tensor"
+    if isinstance(result, list | tuple):
+        out = []
+        for item in result:
+            out.extend(_flatten(item)[0])
+        return out, f"{type(result).__name__}({len(result)})"
+    if isinstance(result, dict):
+        out = []
+        for item in result.values():
+            out.extend(_flatten(item)[0])
+        return out, "dict(" + ", ".join(map(str, result)) + ")"
+    raise GraphError(with_location(f"trace: outputs must be tensors or lists, tuples and dicts "
+                                   f"of them; got {type(result).__name__}"))
+
+
+class GraphBuilder:
+    """Turns recorded eager nodes into a standalone ``Graph`` with readable names."""
+
+    def __init__(self, name: str, names: dict[int, tuple[str, Tensor]]) -> None:
+        self.graph = Graph(name)
+        self.names = names
+        self.by_tensor: dict[int, Value] = {}
+        self.by_node: dict[int, Value] = {}
+        self.used: set[str] = set()
+        self.captured = 0
+        self.count = 0
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.used:
+            name, k = f"{base}_{k}", k + 1
+        self.used.add(name)
+        return name
+
+    def _input(self, t: Tensor, name: str) -> Value:
+        value = Value(self.fresh(name), t.shape, t.dtype)
+        self.graph.inputs.append(value)
+        self.by_tensor[id(t)] = value
+        return value
+
+    def value_of(self, t: Tensor) -> Value:
+        if t._node is not None and id(t._node) in self.by_node:
+            return self.by_node[id(t._node)]
+        if id(t) in self.by_tensor:
+            return self.by_tensor[id(t)]
+        if id(t) in self.names:
+            return self._input(t, self.names[id(t)][0])
+        if t._rg:  # a parameter-like tensor found nowhere we looked: still an input
+            self.captured += 1
+            return self._input(t, f"captured_{self.captured - 1}")
+        value = Value(self.fresh(f"const_{self.count}"), t.shape, t.dtype)
+        self.count += 1
+        self.graph.nodes.append(Node(CONSTANT, (), {"value": np.array(t._data)}, out=value))
+        self.by_tensor[id(t)] = value
+        return value
+
+    def add(self, node: Node) -> None:
+        operands = tuple(self.value_of(t) for t in node.inputs)
+        out = Value(self.fresh(f"{node.op.name}_{self.count}"), node.value.shape,
+                    node.value.dtype)
+        self.count += 1
+        self.graph.nodes.append(Node(node.op, operands, dict(node.attrs), out=out, src=node.src))
+        self.by_node[id(node)] = out
+
+
+def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
+    """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
+    names = named_tensors(fn, args, kwargs)
+    st = STATE
+    saved = (st.tape, st.tracing, st.record_src)
+    st.tape, st.tracing, st.record_src = Tape(), [], True
+    try:
+        result = fn(*args, **kwargs)
+        recorded = st.tracing
+    finally:
+        st.tape, st.tracing, st.record_src = saved
+    outputs, structure = _flatten(result)
+    builder = GraphBuilder(_fn_name(fn), names)
+    for node in recorded:
+        builder.add(node)
+    builder.graph.outputs = [builder.value_of(t) for t in outputs]
+    builder.graph.meta["outputs"] = structure
+    graph = builder.graph.verify()
+    dump_graph(graph)
+    return graph
+
+
+def current_graph() -> Graph:
+    """What this thread's eager tape holds since the last ``clear_graph()``, as a ``Graph``:
+    leaves are inputs, values no recorded op reads are outputs."""
+    nodes = STATE.tape.nodes()
+    builder = GraphBuilder("tape", {})
+    for node in nodes:
+        for t in node.inputs:
+            if t._node is None and id(t) not in builder.by_tensor and t._rg:
+                builder._input(t, f"leaf_{len(builder.graph.inputs)}")
+        builder.add(node)
+    read = {id(t._node) for n in nodes for t in n.inputs if t._node is not None}
+    builder.graph.outputs = [builder.by_node[id(n)] for n in nodes if id(n) not in read]
+    return builder.graph
