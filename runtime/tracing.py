@@ -56,8 +56,11 @@ def _fn_name(fn: Any) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__.lower()
 
 
-def named_tensors(fn: Callable, args: tuple, kwargs: dict) -> dict[int, tuple[str, Tensor]]:
-    """Where each reachable tensor is found: arguments first, then self, closures, globals."""
+def named_tensors(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[int], dict]:
+    """Where each reachable tensor is found: arguments first, then self, closures, globals.
+
+    Returns the ids of the argument tensors (in signature order) and ``id -> (name, tensor)``.
+    """
     found: dict[int, tuple[str, Tensor]] = {}
 
     def add(prefix: str, obj: Any) -> None:
@@ -74,6 +77,7 @@ def named_tensors(fn: Callable, args: tuple, kwargs: dict) -> dict[int, tuple[st
             add(f"arg{i}", value)
         for name, value in kwargs.items():
             add(name, value)
+    from_args = list(found)
     if not inspect.isroutine(fn):
         add("model", fn)
     owner = getattr(target, "__self__", None)
@@ -90,7 +94,7 @@ def named_tensors(fn: Callable, args: tuple, kwargs: dict) -> dict[int, tuple[st
         for name in code.co_names:
             if name in glb:
                 add(name, glb[name])
-    return found
+    return from_args, found
 
 
 def _flatten(result: Any) -> tuple[list[Tensor], str]:
@@ -162,7 +166,7 @@ class GraphBuilder:
 
 def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
     """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
-    names = named_tensors(fn, args, kwargs)
+    from_args, names = named_tensors(fn, args, kwargs)
     st = STATE
     saved = (st.tape, st.tracing, st.record_src)
     st.tape, st.tracing, st.record_src = Tape(), [], True
@@ -173,6 +177,8 @@ def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
         st.tape, st.tracing, st.record_src = saved
     outputs, structure = _flatten(result)
     builder = GraphBuilder(_fn_name(fn), names)
+    for key in from_args:  # arguments come first, in signature order, used or not
+        builder.value_of(names[key][1])
     for node in recorded:
         builder.add(node)
     builder.graph.outputs = [builder.value_of(t) for t in outputs]

@@ -59,3 +59,13 @@ def test_train_digits_short_run_reaches_90_percent(tmp_path) -> None:
     assert "reloaded model predicts the same: True" in out
     assert (tmp_path / "digits_mlp.npz").stat().st_size > 0
     assert (tmp_path / "digits_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_ir_prints_graphs_and_writes_dot(tmp_path) -> None:
+    out = _run("inspect_ir.py", str(tmp_path))
+    assert "graph mlp(x: f32[8,4], model.fc1.weight: f32[4,16]" in out
+    assert "log_softmax_8: f32[8,3] = log_softmax add_7 [axis=1]" in out
+    interp, eager = re.search(r"reference interpreter: ([0-9.]+)\s+eager: ([0-9.]+)", out).groups()
+    assert interp == eager
+    assert "JSON round trip prints the same graph: True" in out
+    assert (tmp_path / "loss.dot").read_text().startswith('digraph "loss"')
