@@ -212,6 +212,7 @@ def test_every_registered_op_has_a_case_or_is_covered_indirectly() -> None:
                "softplus", "clip", "softmax", "log_softmax", "sum", "mean", "max", "reshape",
                "transpose", "broadcast_to", "sum_to", "getitem", "add", "sub", "mul", "div",
                "power", "maximum", "minimum", "where", "matmul", "concat", "stack", "astype",
+               "constant",  # traced constants: tests/test_ir.py
                # no gradient, or only reached as another op's gradient (tested through it):
                "sign", "gt", "ge", "lt", "le", "eq", "ne", "scatter_add"}
     assert set(all_ops()) == covered
