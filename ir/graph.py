@@ -54,11 +54,13 @@ class Node:
     the eager tape that recorded the node; ``src`` the user's ``file:line`` when known.
     """
 
-    __slots__ = ("op", "inputs", "attrs", "out", "value", "saved", "tape", "src", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "out", "value", "saved", "tape", "src", "tag",
+                 "__weakref__")
 
     def __init__(self, op: OpDef, inputs: tuple, attrs: dict, out: Value | None = None,
                  value: np.ndarray | None = None, saved: tuple = (), tape: Any = None,
-                 src: str | None = None) -> None:
+                 src: str | None = None, tag: str = "") -> None:
+        self.tag = tag
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
@@ -70,6 +72,37 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<node {self.op.name}>"
+
+
+def _fused_impl(*arrays: np.ndarray, group: FusedNode) -> tuple[np.ndarray, ...]:
+    env = {id(v): a for v, a in zip(group.inputs, arrays, strict=True)}
+    for node in group.body:
+        env[id(node.out)] = np.asarray(node.op.impl(*[env[id(v)] for v in node.inputs],
+                                                    **node.attrs))
+    return tuple(env[id(v)] for v in group.outs)
+
+
+#: the pseudo-op of fused groups (not in the registry: a group's body is its definition)
+FUSED = OpDef(name="fused", kind="elementwise", impl=_fused_impl,
+              infer=lambda *values, group: group.outs[0].shape, doc="a fused element-wise group")
+
+
+class FusedNode(Node):
+    """Element-wise nodes of one shape computed together; ``outs`` are the values used outside
+    the group (one or more). Printed as one node with its body indented under it."""
+
+    __slots__ = ("body", "outs")
+
+    def __init__(self, inputs: tuple, body: list[Node], outs: list[Value], tag: str = "") -> None:
+        super().__init__(FUSED, inputs, {}, out=outs[0], tag=tag)
+        self.body = body
+        self.outs = outs
+        self.attrs = {"group": self}
+
+
+def node_outputs(node: Node) -> list[Value]:
+    """The values a node defines: its ``out``, or a fused group's ``outs``."""
+    return node.outs if isinstance(node, FusedNode) else [node.out]
 
 
 def format_attr(value: Any) -> str:
@@ -122,6 +155,9 @@ class Graph:
     def node_line(self, node: Node) -> str:
         """``name: type = op operands [attrs]`` for one node, without the source comment."""
         operands = ", ".join(v.name for v in node.inputs)
+        if isinstance(node, FusedNode):
+            outs = ", ".join(f"{v.name}: {type_str(v.shape, v.dtype)}" for v in node.outs)
+            return f"{outs} = fused[{len(node.body)} ops] {operands}"
         attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in node.attrs.items())
         rhs = " ".join(p for p in (node.op.name, operands) if p)
         if attrs:
@@ -129,12 +165,16 @@ class Graph:
         return f"{node.out.name}: {type_str(node.out.shape, node.out.dtype)} = {rhs}"
 
     def __str__(self) -> str:
-        body = [f"  {self.node_line(n)}" for n in self.nodes]
-        width = max((len(line) for line in body), default=0)
+        rows: list[tuple[str, str]] = []
+        for node in self.nodes:
+            mark = f"[{node.tag}] " if node.tag and self.meta.get("show_tags") else ""
+            rows.append((f"  {mark}{self.node_line(node)}", short_src(node.src)))
+            if isinstance(node, FusedNode):
+                rows.extend((f"    | {self.node_line(inner)}", short_src(inner.src))
+                            for inner in node.body)
+        width = max((len(line) for line, _ in rows), default=0)
         lines = [self.signature()]
-        for node, line in zip(self.nodes, body, strict=True):
-            src = short_src(node.src)
-            lines.append(f"{line:<{width}}  # {src}" if src else line)
+        lines.extend(f"{line:<{width}}  # {src}" if src else line for line, src in rows)
         lines.append("  return " + ", ".join(v.name for v in self.outputs))
         return "\n".join(lines)
 
@@ -159,7 +199,10 @@ class Graph:
             env[id(value)] = array
         for node in self.nodes:
             result = node.op.impl(*[env[id(v)] for v in node.inputs], **node.attrs)
-            env[id(node.out)] = np.asarray(result)
+            if isinstance(node, FusedNode):
+                env.update((id(v), r) for v, r in zip(node.outs, result, strict=True))
+            else:
+                env[id(node.out)] = np.asarray(result)
         return [env[id(v)] for v in self.outputs]
 
     def to_json(self) -> str:

@@ -11,10 +11,16 @@ from .rules import elementwise_infer, unbroadcast
 
 
 def _elementwise(name, impl, vjp=None, *, save_inputs=False, save_output=False, attrs=(),
-                 doc=""):
+                 doc="", template=None):
     return register(OpDef(name=name, kind="elementwise", impl=impl,
                           infer=elementwise_infer(impl), vjp=vjp, save_inputs=save_inputs,
-                          save_output=save_output, attrs=attrs, doc=doc))
+                          save_output=save_output, attrs=attrs, doc=doc, template=template))
+
+
+def _ufunc(name: str, arity: int) -> str:
+    """The codegen template of a numpy ufunc call writing into the planned buffer."""
+    args = ", ".join(f"{{{{ x[{i}] }}}}" for i in range(arity))
+    return f"{name}({args}, out={{{{ out }}}})"
 
 
 def _one_minus(v):
@@ -32,19 +38,19 @@ ADD = _elementwise(
     "add", np.add,
     lambda g, out, x, at, needs: _pair(needs, lambda: unbroadcast(g, x[0].shape),
                                        lambda: unbroadcast(g, x[1].shape)),
-    doc="a + b with numpy broadcasting")
+    doc="a + b with numpy broadcasting", template=_ufunc("add", 2))
 
 SUB = _elementwise(
     "sub", np.subtract,
     lambda g, out, x, at, needs: _pair(needs, lambda: unbroadcast(g, x[0].shape),
                                        lambda: unbroadcast(g.neg(), x[1].shape)),
-    doc="a - b")
+    doc="a - b", template=_ufunc("subtract", 2))
 
 MUL = _elementwise(
     "mul", np.multiply,
     lambda g, out, x, at, needs: _pair(needs, lambda: unbroadcast(g.mul(x[1]), x[0].shape),
                                        lambda: unbroadcast(g.mul(x[0]), x[1].shape)),
-    save_inputs=True, doc="a * b")
+    save_inputs=True, doc="a * b", template=_ufunc("multiply", 2))
 
 
 def _div_vjp(g, out, x, at, needs):
@@ -54,7 +60,8 @@ def _div_vjp(g, out, x, at, needs):
     return ga, gb
 
 
-DIV = _elementwise("div", np.true_divide, _div_vjp, save_inputs=True, doc="a / b")
+DIV = _elementwise("div", np.true_divide, _div_vjp, save_inputs=True, doc="a / b",
+    template=_ufunc("true_divide", 2))
 
 
 def _power_vjp(g, out, x, at, needs):
@@ -65,7 +72,7 @@ def _power_vjp(g, out, x, at, needs):
 
 
 POWER = _elementwise("power", np.power, _power_vjp, save_inputs=True, save_output=True,
-                     doc="a ** b with a tensor exponent")
+                     doc="a ** b with a tensor exponent", template=_ufunc("power", 2))
 
 
 def _maximum_vjp(g, out, x, at, needs, *, pick=None):
@@ -78,28 +85,33 @@ def _maximum_vjp(g, out, x, at, needs, *, pick=None):
 
 
 MAXIMUM = _elementwise("maximum", np.maximum, _maximum_vjp, save_inputs=True,
-                       doc="element-wise maximum; ties split the gradient evenly")
+                       doc="element-wise maximum; ties split the gradient evenly",
+    template=_ufunc("maximum", 2))
 MINIMUM = _elementwise(
     "minimum", np.minimum,
     lambda g, out, x, at, needs: _maximum_vjp(g, out, x, at, needs, pick=lambda u, v: u.lt(v)),
-    save_inputs=True, doc="element-wise minimum; ties split the gradient evenly")
+    save_inputs=True, doc="element-wise minimum; ties split the gradient evenly",
+    template=_ufunc("minimum", 2))
 
 # --- unary math --------------------------------------------------------------------------------
 
-NEG = _elementwise("neg", np.negative, lambda g, out, x, at, needs: (g.neg(),), doc="-x")
+NEG = _elementwise("neg", np.negative, lambda g, out, x, at, needs: (g.neg(),), doc="-x",
+    template=_ufunc("negative", 1))
 EXP = _elementwise("exp", np.exp, lambda g, out, x, at, needs: (g.mul(out),),
-                   save_output=True, doc="e ** x")
+                   save_output=True, doc="e ** x", template=_ufunc("exp", 1))
 LOG = _elementwise("log", np.log, lambda g, out, x, at, needs: (g.div(x[0]),),
-                   save_inputs=True, doc="natural log; log 0 is -inf as in numpy")
+                   save_inputs=True, doc="natural log; log 0 is -inf as in numpy",
+    template=_ufunc("log", 1))
 SQRT = _elementwise("sqrt", np.sqrt, lambda g, out, x, at, needs: (g.div(out.mul(2.0)),),
-                    save_output=True, doc="square root (no epsilon)")
+                    save_output=True, doc="square root (no epsilon)", template=_ufunc("sqrt", 1))
 POW = _elementwise(
     "pow", lambda a, exponent: np.power(a, exponent),
     lambda g, out, x, at, needs: (g.mul(x[0].pow(at["exponent"] - 1.0)).mul(at["exponent"]),),
-    save_inputs=True, attrs=("exponent",), doc="x ** p for a Python number p")
+    save_inputs=True, attrs=("exponent",), doc="x ** p for a Python number p",
+    template="power({{ x[0] }}, {{ a.exponent }}, out={{ out }})")
 ABS = _elementwise("abs", np.abs, lambda g, out, x, at, needs: (g.mul(x[0].sign()),),
-                   save_inputs=True, doc="|x|; gradient 0 at 0")
-SIGN = _elementwise("sign", np.sign, doc="-1, 0 or 1 (no gradient)")
+                   save_inputs=True, doc="|x|; gradient 0 at 0", template=_ufunc("absolute", 1))
+SIGN = _elementwise("sign", np.sign, doc="-1, 0 or 1 (no gradient)", template=_ufunc("sign", 1))
 
 
 def _clip_impl(a, lo, hi):
@@ -109,7 +121,8 @@ def _clip_impl(a, lo, hi):
 CLIP = _elementwise(
     "clip", _clip_impl,
     lambda g, out, x, at, needs: (g.mul(x[0].clip(at["lo"], at["hi"]).eq(x[0])),),
-    save_inputs=True, attrs=("lo", "hi"), doc="clamp to [lo, hi]; gradient 1 inside, 0 outside")
+    save_inputs=True, attrs=("lo", "hi"), doc="clamp to [lo, hi]; gradient 1 inside, 0 outside",
+    template="clip({{ x[0] }}, {{ a.lo }}, {{ a.hi }}, out={{ out }})")
 
 # --- activations -------------------------------------------------------------------------------
 
@@ -119,7 +132,8 @@ def _relu_impl(a):
 
 
 RELU = _elementwise("relu", _relu_impl, lambda g, out, x, at, needs: (g.mul(x[0].gt(0.0)),),
-                    save_inputs=True, doc="max(x, 0); gradient 0 at 0")
+                    save_inputs=True, doc="max(x, 0); gradient 0 at 0",
+                    template="maximum({{ x[0] }}, 0, out={{ out }})")
 
 
 def _leaky_relu_impl(a, slope):
@@ -139,14 +153,17 @@ def _sigmoid_impl(a):
 SIGMOID = _elementwise(
     "sigmoid", _sigmoid_impl,
     lambda g, out, x, at, needs: (g.mul(out.mul(_one_minus(out))),),
-    save_output=True, doc="1 / (1 + e**-x), computed stably")
+    save_output=True, doc="1 / (1 + e**-x), computed stably",
+    template="add(multiply(tanh(multiply({{ x[0] }}, 0.5, out={{ out }}), out={{ out }}), 0.5, "
+             "out={{ out }}), 0.5, out={{ out }})")
 SOFTPLUS = _elementwise(
     "softplus", lambda a: np.logaddexp(0, a),
     lambda g, out, x, at, needs: (g.mul(x[0].sigmoid()),),
-    save_inputs=True, doc="log(1 + e**x), computed stably; its gradient is sigmoid(x)")
+    save_inputs=True, doc="log(1 + e**x), computed stably; its gradient is sigmoid(x)",
+    template="logaddexp(0, {{ x[0] }}, out={{ out }})")
 TANH = _elementwise("tanh", np.tanh,
                     lambda g, out, x, at, needs: (g.mul(_one_minus(out.mul(out))),),
-                    save_output=True, doc="hyperbolic tangent")
+                    save_output=True, doc="hyperbolic tangent", template=_ufunc("tanh", 1))
 
 GELU_K = math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
@@ -171,12 +188,17 @@ GELU = _elementwise("gelu", _gelu_impl, _gelu_vjp, save_inputs=True,
 
 # --- comparisons, selection, casts -------------------------------------------------------------
 
-GT = _elementwise("gt", np.greater, doc="a > b (bool, no gradient)")
-GE = _elementwise("ge", np.greater_equal, doc="a >= b (bool, no gradient)")
-LT = _elementwise("lt", np.less, doc="a < b (bool, no gradient)")
-LE = _elementwise("le", np.less_equal, doc="a <= b (bool, no gradient)")
-EQ = _elementwise("eq", np.equal, doc="a == b (bool, no gradient)")
-NE = _elementwise("ne", np.not_equal, doc="a != b (bool, no gradient)")
+def _comparison(name: str, ufunc: np.ufunc, symbol: str) -> OpDef:
+    return _elementwise(name, ufunc, doc=f"a {symbol} b (bool, no gradient)",
+                        template=_ufunc(ufunc.__name__, 2))
+
+
+GT = _comparison("gt", np.greater, ">")
+GE = _comparison("ge", np.greater_equal, ">=")
+LT = _comparison("lt", np.less, "<")
+LE = _comparison("le", np.less_equal, "<=")
+EQ = _comparison("eq", np.equal, "==")
+NE = _comparison("ne", np.not_equal, "!=")
 
 
 def _where_vjp(g, out, x, at, needs):
@@ -187,7 +209,8 @@ def _where_vjp(g, out, x, at, needs):
 
 
 WHERE = _elementwise("where", np.where, _where_vjp, save_inputs=True,
-                     doc="a where cond else b (cond gets no gradient)")
+                     doc="a where cond else b (cond gets no gradient)",
+                     template="where({{ x[0] }}, {{ x[1] }}, {{ x[2] }})")
 
 
 def _astype_impl(a, dtype):
@@ -196,4 +219,5 @@ def _astype_impl(a, dtype):
 
 ASTYPE = _elementwise("astype", _astype_impl,
                       lambda g, out, x, at, needs: (g.astype(x[0].dtype),),
-                      attrs=("dtype",), doc="cast to dtype; the gradient is cast back")
+                      attrs=("dtype",), doc="cast to dtype; the gradient is cast back",
+                      template="{{ x[0] }}.astype({{ a.dtype }})")

@@ -37,7 +37,9 @@ def _sum_impl(a, axis, keepdims):
 SUM = register(OpDef(
     name="sum", kind="reduction", impl=_sum_impl, infer=_reduce_infer,
     vjp=lambda g, out, x, at, needs: (_spread(g, x[0], at["axis"], at["keepdims"]),),
-    attrs=("axis", "keepdims"), doc="sum over axes (None: all, giving shape ())"))
+    attrs=("axis", "keepdims"), doc="sum over axes (None: all, giving shape ())",
+    template="add.reduce({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, "
+             "out={{ out }})"))
 
 
 def _mean_impl(a, axis, keepdims):
@@ -50,7 +52,8 @@ MEAN = register(OpDef(
                                      _mean_dtype(x.dtype)),
     vjp=lambda g, out, x, at, needs: (
         _spread(g.mul(1.0 / _count(x[0].shape, at["axis"])), x[0], at["axis"], at["keepdims"]),),
-    attrs=("axis", "keepdims"), doc="mean over axes (None: all)"))
+    attrs=("axis", "keepdims"), doc="mean over axes (None: all)",
+    template="mean({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, out={{ out }})"))
 
 
 def _max_impl(a, axis, keepdims):
@@ -69,7 +72,9 @@ def _max_vjp(g, out, x, at, needs):
 MAX = register(OpDef(
     name="max", kind="reduction", impl=_max_impl, infer=_reduce_infer, vjp=_max_vjp,
     save_inputs=True, save_output=True, attrs=("axis", "keepdims"),
-    doc="maximum over axes; tied maxima share the gradient evenly"))
+    doc="maximum over axes; tied maxima share the gradient evenly",
+    template="maximum.reduce({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, "
+             "out={{ out }})"))
 
 
 def _sums_to(from_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:

@@ -23,7 +23,8 @@ RESHAPE = register(OpDef(
     name="reshape", aliases_input=True, kind="view", impl=lambda a, shape: a.reshape(shape),
     infer=_reshape_infer,
     vjp=lambda g, out, x, at, needs: (g.reshape(tuple(x[0].shape)),),
-    attrs=("shape",), doc="same elements in a new shape"))
+    attrs=("shape",), doc="same elements in a new shape",
+    template="{{ x[0] }}.reshape({{ a.shape }})"))
 
 
 def _transpose_infer(x, axes):
@@ -37,7 +38,7 @@ TRANSPOSE = register(OpDef(
     impl=lambda a, axes: a.transpose(axes),
     infer=_transpose_infer,
     vjp=lambda g, out, x, at, needs: (g.transpose(tuple(np.argsort(at["axes"]).tolist())),),
-    attrs=("axes",), doc="permute axes"))
+    attrs=("axes",), doc="permute axes", template="{{ x[0] }}.transpose({{ a.axes }})"))
 
 
 def _broadcast_to_infer(x, shape):
@@ -55,7 +56,8 @@ BROADCAST_TO = register(OpDef(
     impl=lambda a, shape: np.broadcast_to(a, shape),
     infer=_broadcast_to_infer,
     vjp=lambda g, out, x, at, needs: (g.sum_to(tuple(x[0].shape)),),
-    attrs=("shape",), doc="read-only broadcast view; its gradient sums back (sum_to)"))
+    attrs=("shape",), doc="read-only broadcast view; its gradient sums back (sum_to)",
+    template="broadcast_to({{ x[0] }}, {{ a.shape }})"))
 
 
 def _getitem_infer(x, index):
@@ -67,7 +69,8 @@ GETITEM = register(OpDef(
     name="getitem", aliases_input=True, kind="other", impl=lambda a, index: a[index],
     infer=_getitem_infer,
     vjp=lambda g, out, x, at, needs: (g.scatter_add(tuple(x[0].shape), at["index"]),),
-    attrs=("index",), doc="basic and integer-array indexing"))
+    attrs=("index",), doc="basic and integer-array indexing",
+    template="{{ x[0] }}[{{ a.index }}]"))
 
 
 def has_advanced(index: tuple) -> bool:
@@ -107,7 +110,8 @@ CONCAT = register(OpDef(
         tuple(np.concatenate([_example(v) for v in x], axis=axis).shape),
         np.result_type(*(v.dtype for v in x))),
     vjp=lambda g, out, x, at, needs: _split_vjp(g, x, at["axis"], stacked=False),
-    attrs=("axis",), doc="join tensors along an existing axis"))
+    attrs=("axis",), doc="join tensors along an existing axis",
+    template="concatenate(({{ x | join(', ') }},), axis={{ a.axis }}, out={{ out }})"))
 
 STACK = register(OpDef(
     name="stack", kind="other", impl=lambda *a, axis: np.stack(a, axis=axis),
@@ -115,4 +119,5 @@ STACK = register(OpDef(
         tuple(np.stack([_example(v) for v in x], axis=axis).shape),
         np.result_type(*(v.dtype for v in x))),
     vjp=lambda g, out, x, at, needs: _split_vjp(g, x, at["axis"], stacked=True),
-    attrs=("axis",), doc="join tensors along a new axis"))
+    attrs=("axis",), doc="join tensors along a new axis",
+    template="stack(({{ x | join(', ') }},), axis={{ a.axis }}, out={{ out }})"))

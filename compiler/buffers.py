@@ -1,0 +1,105 @@
+"""Buffer planning: which values get a preallocated buffer, and which buffers they share.
+
+Values are visited in execution order. A value gets a planned buffer when its op writes with
+``out=`` (its template says so), it is not a view, and neither it nor a view of it is returned
+(returned arrays must not be overwritten by the next call). A buffer is reused once the last
+reader of its current value has run; element-wise ops may write into a buffer an operand
+frees at that very statement (in place), other ops only into buffers freed before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir.graph import Graph, Node, Value, node_outputs
+from ..ir.ops.sources import CONSTANT
+
+
+@dataclass
+class BufferPlan:
+    """``buffer_of[id(value)] -> buffer index``; ``buffers[i] = (shape, dtype)``."""
+
+    schedule: list[Node]
+    buffer_of: dict[int, int] = field(default_factory=dict)
+    buffers: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
+    group_of: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def allocations(self) -> int:
+        """Buffers a call of the generated code writes into without allocating."""
+        return len(self.buffers)
+
+
+def flatten(graph: Graph) -> tuple[list[Node], dict[int, int]]:
+    """Nodes in execution order with fused bodies expanded, and ``id(node) -> group index``."""
+    schedule: list[Node] = []
+    group_of: dict[int, int] = {}
+    for k, node in enumerate(graph.nodes):
+        if node.op.name == "fused":
+            for inner in node.body:
+                group_of[id(inner)] = k
+                schedule.append(inner)
+        else:
+            schedule.append(node)
+    return schedule, group_of
+
+
+def writes_out(node: Node) -> bool:
+    """Whether the op's template writes into an ``out=`` buffer."""
+    return bool(node.op.template) and "out" in node.op.template and not node.op.aliases_input
+
+
+def plan_buffers(graph: Graph) -> BufferPlan:
+    """Assign buffers (see the module docstring)."""
+    schedule, group_of = flatten(graph)
+    plan = BufferPlan(schedule, group_of=group_of)
+    root: dict[int, int] = {}
+    for node in schedule:
+        out = node.out
+        root[id(out)] = root.get(id(node.inputs[0]), id(node.inputs[0])) \
+            if node.op.aliases_input else id(out)
+    escaping = {root.get(id(v), id(v)) for v in graph.outputs}
+    last_use: dict[int, int] = {}
+    for i, node in enumerate(schedule):
+        for v in node.inputs:
+            last_use[root.get(id(v), id(v))] = i
+    free: dict[tuple, list[int]] = {}
+    holder: dict[int, int] = {}  # root value id -> buffer index it occupies
+
+    def release(i: int, node: Node) -> None:
+        for v in node.inputs:
+            r = root.get(id(v), id(v))
+            if last_use.get(r) == i and r in holder:
+                b = holder.pop(r)
+                free.setdefault(plan.buffers[b], []).append(b)
+
+    for i, node in enumerate(schedule):
+        elementwise = node.op.kind == "elementwise"
+        if elementwise:
+            release(i, node)
+        out = node.out
+        if node.op is not CONSTANT and writes_out(node) and id(out) not in escaping:
+            key = (out.shape, out.dtype)
+            if free.get(key):
+                b = free[key].pop()
+            else:
+                b = len(plan.buffers)
+                plan.buffers.append(key)
+            plan.buffer_of[id(out)] = b
+            if last_use.get(id(out), -1) > i:
+                holder[id(out)] = b
+            else:  # never read: free again at once
+                free.setdefault(key, []).append(b)
+        if not elementwise:
+            release(i, node)
+    return plan
+
+
+def defined_values(graph: Graph) -> list[Value]:
+    """Every value the graph defines, in order (inputs, then node outputs)."""
+    values = list(graph.inputs)
+    for node in graph.nodes:
+        values.extend(node_outputs(node))
+    return values

@@ -1,0 +1,9 @@
+"""Graph -> Graph passes, each small and separately tested."""
+
+from .cse import cse
+from .dce import dce
+from .fold import fold_constants
+from .fuse import fuse
+from .simplify import simplify
+
+__all__ = ["cse", "dce", "fold_constants", "fuse", "simplify"]

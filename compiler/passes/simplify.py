@@ -1,0 +1,102 @@
+"""Algebraic simplification: identities that remove work without changing any value.
+
+x*1, 1*x, x/1, x+0, 0+x, x-0 -> x; neg(neg x) -> x; transpose of transpose -> one transpose
+(or none); reshape of reshape -> one reshape; reshape/broadcast_to/sum_to/astype to what the
+value already is -> the value; an element-wise operand ``broadcast_to(y)`` -> ``y`` when numpy
+broadcasting gives the same result (the broadcasts of ones from sum/mean backward).
+Every rule keeps the result's shape and dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.graph import Graph, Node, Value
+from ...ir.ops.sources import CONSTANT
+from .rewrite import substitute
+
+_IDENTITY_OPERAND = {"mul": (1.0, (0, 1)), "add": (0.0, (0, 1)), "sub": (0.0, (1,)),
+                     "div": (1.0, (1,))}
+
+
+def _const(v: Value, producers: dict[int, Node]) -> np.ndarray | None:
+    node = producers.get(id(v))
+    return node.attrs["value"] if node is not None and node.op is CONSTANT else None
+
+
+def _same_type(a: Value, b: Value) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype
+
+
+def simplify(graph: Graph) -> Graph:
+    """Apply the identities in this module's docstring until none applies to a node."""
+    producers: dict[int, Node] = {}
+    mapping: dict[int, Value] = {}
+    nodes: list[Node] = []
+
+    def resolve(v: Value) -> Value:
+        while id(v) in mapping:
+            v = mapping[id(v)]
+        return v
+
+    for node in graph.nodes:
+        inputs = tuple(resolve(v) for v in node.inputs)
+        if any(a is not b for a, b in zip(inputs, node.inputs, strict=True)):
+            node = Node(node.op, inputs, node.attrs, out=node.out, src=node.src, tag=node.tag)
+        replacement = _rewrite(node, producers)
+        if isinstance(replacement, Value):
+            mapping[id(node.out)] = replacement
+            continue
+        node = replacement or node
+        producers[id(node.out)] = node
+        nodes.append(node)
+    return substitute(graph, nodes, mapping)
+
+
+def _rewrite(node: Node, producers: dict[int, Node]) -> Value | Node | None:
+    """A value equal to ``node.out``, a cheaper node computing it, or None."""
+    name, x, out = node.op.name, node.inputs, node.out
+    if name in _IDENTITY_OPERAND:
+        unit, positions = _IDENTITY_OPERAND[name]
+        for pos in positions:
+            c = _const(x[pos], producers)
+            other = x[1 - pos]
+            if c is not None and np.all(c == unit) and _same_type(other, out) and \
+                    not (unit == 0.0 and np.signbit(c).any()):
+                return other
+    if name == "neg":
+        inner = producers.get(id(x[0]))
+        if inner is not None and inner.op.name == "neg":
+            return inner.inputs[0]
+    if name in ("reshape", "broadcast_to", "sum_to", "astype") and _same_type(x[0], out):
+        return x[0]
+    if name == "transpose":
+        if node.attrs["axes"] == tuple(range(len(out.shape))):
+            return x[0]
+        inner = producers.get(id(x[0]))
+        if inner is not None and inner.op.name == "transpose":
+            axes = tuple(inner.attrs["axes"][a] for a in node.attrs["axes"])
+            if axes == tuple(range(len(axes))):
+                return inner.inputs[0]
+            return Node(node.op, inner.inputs, {"axes": axes}, out=out, src=node.src,
+                        tag=node.tag)
+    if name == "reshape":
+        inner = producers.get(id(x[0]))
+        if inner is not None and inner.op.name == "reshape":
+            return Node(node.op, inner.inputs, node.attrs, out=out, src=node.src, tag=node.tag)
+    if node.op.kind == "elementwise" and len(x) > 1:
+        unwrapped = list(x)
+        for i, v in enumerate(x):
+            inner = producers.get(id(v))
+            if inner is not None and inner.op.name == "broadcast_to":
+                unwrapped[i] = inner.inputs[0]
+                try:
+                    ok = np.broadcast_shapes(*(u.shape for u in unwrapped)) == out.shape
+                except ValueError:
+                    ok = False
+                if not ok:
+                    unwrapped[i] = v
+        if any(a is not b for a, b in zip(unwrapped, x, strict=True)):
+            return Node(node.op, tuple(unwrapped), node.attrs, out=out, src=node.src,
+                        tag=node.tag)
+    return None

@@ -1,0 +1,316 @@
+"""The compiler: symbolic autodiff, passes, fusion, buffer planning and generated code."""
+
+from __future__ import annotations
+
+import ast
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_ops import CASES, _inputs
+
+import aprender as ap
+from aprender import nn
+from aprender.autograd import Tensor
+from aprender.compiler import joint, lower, split
+from aprender.compiler.buffers import plan_buffers
+from aprender.compiler.passes import cse, dce, fold_constants, simplify
+from aprender.ir import Graph, Node, Value, get_op
+from aprender.ir.graph import FusedNode
+from aprender.runtime.executor import ExecutionError
+
+
+def _float_inputs(graph: Graph) -> list[Value]:
+    return [v for v in graph.inputs if v.dtype.kind == "f"]
+
+
+def _eager_grads(fn, arrays):
+    xs = [Tensor(a).requires_grad() for a in arrays]
+    out = fn(*xs)
+    out.backward(np.ones(out.shape))
+    return out.data(), [np.zeros(x.shape) if x.grad() is None else x.grad().data() for x in xs]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_generated_code_equals_interpreter_and_eager_for_every_op(case) -> None:
+    arrays = _inputs(case)
+    graph = ap.trace(case.fn, *[Tensor(a) for a in arrays])
+    full = joint(graph, _float_inputs(graph))
+    compiled = lower(full)
+    got = compiled(*arrays)
+    reference = full.evaluate(*arrays)
+    for a, b in zip(got, reference, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    value, grads = _eager_grads(case.fn, arrays)
+    np.testing.assert_allclose(got[0], value, rtol=1e-12, atol=1e-15)
+    for a, b in zip(got[1:], grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+UNARY = ["exp", "tanh", "sigmoid", "relu", "neg", "gelu", "abs", "softplus"]
+BINARY = ["add", "sub", "mul", "maximum", "div"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(program=st.lists(st.tuples(st.sampled_from(UNARY + BINARY + ["sum0", "sum1", "mm", "T",
+                                                                    "mean", "bias"]),
+                                  st.integers(0, 50), st.integers(0, 50)),
+                        min_size=1, max_size=14), seed=st.integers(0, 1000))
+def test_random_dags_compile_to_the_interpreters_values_and_gradients(program, seed) -> None:
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(0.5, 1.5, (3, 3)), rng.uniform(0.5, 1.5, (3,)),
+              rng.uniform(0.5, 1.5, (3, 1))]
+
+    def run(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+        vals = [a, a * b, a + c]  # broadcasting from the start
+        for op, i, j in program:
+            x, y = vals[i % len(vals)], vals[j % len(vals)]
+            if op in UNARY:
+                vals.append(getattr(x, op)())
+            elif op in BINARY:
+                vals.append(getattr(x, op)(y.abs() + 0.5 if op == "div" else y))
+            elif op == "sum0":
+                vals.append(x.sum_axis(0, keepdims=True) * y)
+            elif op == "sum1":
+                vals.append(x.sum_axis(1).reshape(3, 1) + y)
+            elif op == "mean":
+                vals.append(x.mean() * y)
+            elif op == "bias":
+                vals.append(x + b)
+            elif op == "mm":
+                vals.append(x @ y)
+            else:
+                vals.append(x.T)
+        return (vals[-1] * vals[-2]).sum()
+
+    graph = ap.trace(run, *[Tensor(a) for a in arrays])
+    full = joint(graph, graph.inputs)
+    got = lower(full)(*arrays)
+    for a, b in zip(got, full.evaluate(*arrays), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+    _, grads = _eager_grads(run, arrays)
+    for a, b in zip(got[1:], grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+# --- passes on small golden graphs --------------------------------------------------------------
+
+def _g(*lines_nodes, inputs, outputs) -> Graph:
+    return Graph("g", list(inputs), list(lines_nodes), list(outputs)).verify()
+
+
+def _node(op: str, inputs, out: Value, **attrs) -> Node:
+    return Node(get_op(op), tuple(inputs), attrs, out=out)
+
+
+def test_dce_drops_unused_nodes() -> None:
+    x = Value("x", (2,), np.float64)
+    a, b, c = (Value(n, (2,), np.float64) for n in "abc")
+    g = _g(_node("exp", [x], a), _node("tanh", [x], b), _node("neg", [a], c),
+           inputs=[x], outputs=[c])
+    assert [n.out.name for n in dce(g).nodes] == ["a", "c"]
+
+
+def test_cse_merges_repeats_including_equal_constants() -> None:
+    x = Value("x", (2,), np.float64)
+    a, b, c, k1, k2, d = (Value(n, s, np.float64) for n, s in
+                          [("a", (2,)), ("b", (2,)), ("c", (2,)), ("k1", ()), ("k2", ()),
+                           ("d", (2,))])
+    g = _g(_node("exp", [x], a), _node("exp", [x], b), _node("add", [a, b], c),
+           _node("constant", [], k1, value=np.array(2.0)),
+           _node("constant", [], k2, value=np.array(2.0)), _node("mul", [c, k2], d),
+           inputs=[x], outputs=[d])
+    text = str(dce(cse(g)))
+    assert "c: f64[2] = add a, a" in text and "d: f64[2] = mul c, k1" in text
+    assert "b:" not in text and "k2" not in text
+
+
+def test_fold_constants_evaluates_constant_subgraphs() -> None:
+    x = Value("x", (2,), np.float64)
+    k1, k2, k3, y = (Value(n, s, np.float64) for n, s in
+                     [("k1", ()), ("k2", ()), ("k3", ()), ("y", (2,))])
+    g = _g(_node("constant", [], k1, value=np.array(2.0)),
+           _node("constant", [], k2, value=np.array(3.0)), _node("mul", [k1, k2], k3),
+           _node("add", [x, k3], y), inputs=[x], outputs=[y])
+    folded = dce(fold_constants(g))
+    assert [n.op.name for n in folded.nodes] == ["constant", "add"]
+    assert folded.nodes[0].attrs["value"] == 6.0
+    np.testing.assert_array_equal(folded.evaluate(np.array([1.0, 2.0]))[0], [7.0, 8.0])
+
+
+def test_simplify_identities() -> None:
+    x = Value("x", (2, 3), np.float64)
+    one, zero = Value("one", (), np.float64), Value("zero", (), np.float64)
+    nodes = [_node("constant", [], one, value=np.array(1.0)),
+             _node("constant", [], zero, value=np.array(0.0))]
+    names = iter(f"t{i}" for i in range(20))
+
+    def add(op, ins, out_shape=(2, 3), **attrs):
+        v = Value(next(names), out_shape, np.float64)
+        nodes.append(_node(op, ins, v, **attrs))
+        return v
+
+    a = add("mul", [x, one])                      # x * 1 -> x
+    b = add("add", [zero, a])                     # 0 + x -> x
+    c = add("transpose", [b], out_shape=(3, 2), axes=(1, 0))
+    d = add("transpose", [c], out_shape=(2, 3), axes=(1, 0))  # transpose of transpose -> x
+    e = add("neg", [d])
+    f = add("neg", [e])                           # neg neg -> x
+    r1 = add("reshape", [f], out_shape=(6,), shape=(6,))
+    r2 = add("reshape", [r1], out_shape=(3, 2), shape=(3, 2))  # reshape chain -> one reshape
+    s = add("sum", [x], out_shape=(), axis=None, keepdims=False)
+    rs = add("reshape", [s], out_shape=(1, 1), shape=(1, 1))
+    bs = add("broadcast_to", [rs], shape=(2, 3))
+    m = add("mul", [bs, x])                       # broadcast of a sum -> plain broadcasting
+    g = _g(*nodes, inputs=[x], outputs=[r2, m])
+    out = dce(simplify(g))
+    ops = [n.op.name for n in out.nodes]
+    assert ops == ["reshape", "sum", "reshape", "mul"], ops
+    assert out.nodes[0].inputs[0] is x and out.nodes[0].attrs["shape"] == (3, 2)
+    assert out.nodes[3].inputs[0].shape == (1, 1)
+    data = np.arange(6.0).reshape(2, 3)
+    for a_, b_ in zip(out.evaluate(data), g.evaluate(data), strict=True):
+        np.testing.assert_array_equal(a_, b_)
+
+
+def test_simplify_keeps_dtype_changing_and_negative_zero_identities() -> None:
+    x = Value("x", (2,), np.float32)
+    one64, nz = Value("one64", (), np.float64), Value("nz", (), np.float32)
+    y, z = Value("y", (2,), np.float64), Value("z", (2,), np.float32)
+    g = _g(_node("constant", [], one64, value=np.array(1.0)), _node("mul", [x, one64], y),
+           _node("constant", [], nz, value=np.array(-0.0, np.float32)), _node("add", [x, nz], z),
+           inputs=[x], outputs=[y, z])
+    assert [n.op.name for n in simplify(g).nodes] == ["constant", "mul", "constant", "add"]
+
+
+def _mlp_loss_graph(batch: int = 4, dtype=np.float64):
+    model = nn.MLP(5, 7, 3, rng=0, dtype=dtype)
+    x = Tensor(np.random.default_rng(0).standard_normal((batch, 5)).astype(dtype))
+    labels = np.arange(batch) % 3
+
+    def loss(x: Tensor) -> Tensor:
+        return nn.cross_entropy(model(x), labels)
+
+    graph = ap.trace(loss, x)
+    return model, x, loss, graph
+
+
+def test_fusion_groups_and_buffer_counts_on_an_mlp_training_loss() -> None:
+    model, x, loss, graph = _mlp_loss_graph()
+    compiled = lower(joint(graph, graph.inputs[1:]))
+    final = compiled.graph
+    groups = [n for n in final.nodes if isinstance(n, FusedNode)]
+    assert [[b.op.name for b in grp.body] for grp in groups] == [
+        ["add", "relu"], ["add", "relu"], ["exp", "mul", "sub"], ["gt", "mul"], ["gt", "mul"]]
+    assert [len(g.outs) for g in groups] == [2, 2, 1, 1, 1]  # add_* is read again by backward
+    assert "fused[2 ops]" in str(final) and "    | relu_2" in str(final)
+    assert compiled.program.plan.allocations == 8
+    assert all(not isinstance(n, Node) or n.op.name != "fused" or n.outs for n in final.nodes)
+
+
+def test_repeated_calls_allocate_little() -> None:
+    model, x, loss, graph = _mlp_loss_graph(batch=256)
+    compiled = lower(joint(graph, graph.inputs[1:]))
+    args = [x.data()] + [p.data() for p in model.parameters()]
+    compiled(*args)
+    tracemalloc.start()
+    compiled(*args)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    planned = sum(np.prod(s) * np.dtype(d).itemsize for s, d in compiled.program.buffers)
+    assert peak < 0.5 * planned, (peak, planned)
+
+
+def test_second_order_compiles() -> None:
+    w = Tensor(np.array([0.3, -0.2, 0.5])).requires_grad()
+
+    def f(x: Tensor) -> Tensor:
+        return (x * w).tanh().sum()
+
+    x = np.array([1.0, 2.0, -1.0])
+    graph = ap.trace(f, Tensor(x))
+    first = joint(graph, [graph.inputs[1]])  # outputs: f, df/dw
+    v = Value("v", (3,), np.float64)
+    dot = Graph("hvp", list(first.inputs), list(first.nodes), [first.outputs[1]])
+    hv = joint(dot, [dot.inputs[1]])  # d/dw sum(df/dw): seeded with ones
+    got = lower(hv)(x, w.data())
+    wt = Tensor(w.data()).requires_grad()
+    (g,) = ap.grad((Tensor(x) * wt).tanh().sum(), [wt], create_graph=True)
+    (h,) = ap.grad(g.sum(), [wt])
+    np.testing.assert_allclose(got[1], h.data(), rtol=1e-12)
+    assert v.name == "v"
+
+
+def test_split_forward_and_backward_compose_to_the_joint_graph() -> None:
+    model, x, loss, graph = _mlp_loss_graph()
+    full = joint(graph, graph.inputs[1:], seed="input")
+    forward, backward = split(full)
+    args = [x.data()] + [p.data() for p in model.parameters()]
+    fwd_out = lower(forward)(*args)
+    loss_value, saved = fwd_out[0], fwd_out[1:]
+    grads = lower(backward)(*saved, np.array(1.0))
+    expected = full.evaluate(*args, np.array(1.0))
+    np.testing.assert_allclose(loss_value, expected[0], rtol=1e-12)
+    for a, b in zip(grads, expected[1:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert forward.meta["n_saved"] == len(saved) and len(saved) < len(forward.nodes)
+
+
+def test_stages_print_each_pass_with_time_and_the_source() -> None:
+    _, _, _, graph = _mlp_loss_graph()
+    compiled = lower(joint(graph, graph.inputs[1:]))
+    names = [s.name for s in compiled.stages]
+    assert names == ["input", "fold_constants", "simplify", "cse", "dce", "fuse", "codegen"]
+    text = compiled.print_stages()
+    assert "# after simplify (" in text and " ms)" in text and "def build(np" in text
+
+
+def test_generated_lines_carry_user_source_and_tracebacks_show_them() -> None:
+    w = Tensor(np.ones((3, 2))).requires_grad()
+
+    def f(x: Tensor) -> Tensor:
+        return (x @ w).relu().sum()
+
+    graph = ap.trace(f, Tensor(np.ones((4, 3))))
+    compiled = lower(graph)
+    assert "return (x @ w).relu().sum()" in compiled.source
+    assert "test_compiler.py:" in compiled.source
+    with pytest.raises(ExecutionError, match=r"computing matmul_0 \(recorded at .*test_compiler"
+                                             r"\.py:\d+: return \(x @ w\)"):
+        compiled(np.ones((4, 5)), np.ones((3, 2)))
+    import linecache
+    assert "dot(" in "".join(linecache.getlines(compiled.executable.filename))
+
+
+def test_hostile_names_never_reach_the_source() -> None:
+    evil = 'x"); __import__("os").system("echo pwned") #\n'
+    x = Value(evil, (2,), np.float64)
+    y = Value("y\nimport os", (2,), np.float64)
+    g = Graph("g\nimport sys", [x], [Node(get_op("exp"), (x,), {}, out=y,
+                                           src='evil.py:1: "\nimport os')], [y])
+    compiled = lower(g)
+    tree = ast.parse(compiled.source)
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert "__import__" not in names and "os" not in names
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
+    assert not any(isinstance(v, str) and ("os" in v or "\n" in v) for v in strings)
+    for line in compiled.source.splitlines():  # names only ever appear inside comments
+        code = line.split("#", 1)[0]
+        assert 'system("' not in code and "import " not in code
+    np.testing.assert_array_equal(compiled(np.zeros(2))[0], [1.0, 1.0])
+
+
+def test_buffer_planner_reuses_dead_buffers_in_place() -> None:
+    x = Value("x", (4,), np.float64)
+    vals = [Value(f"t{i}", (4,), np.float64) for i in range(4)]
+    s = Value("s", (), np.float64)
+    g = _g(_node("exp", [x], vals[0]), _node("tanh", [vals[0]], vals[1]),
+           _node("neg", [vals[1]], vals[2]), _node("exp", [vals[2]], vals[3]),
+           _node("sum", [vals[3]], s, axis=None, keepdims=False), inputs=[x], outputs=[s])
+    plan = plan_buffers(g)
+    assert plan.allocations == 1  # the chain runs in place in one buffer
+    assert {plan.buffer_of[id(v)] for v in vals} == {0}
+    np.testing.assert_allclose(lower(g)(np.arange(4.0))[0], g.evaluate(np.arange(4.0))[0])
