@@ -5,6 +5,10 @@ Values are visited in execution order. A value gets a planned buffer when its op
 (returned arrays must not be overwritten by the next call). A buffer is reused once the last
 reader of its current value has run; element-wise ops may write into a buffer an operand
 frees at that very statement (in place), other ops only into buffers freed before.
+
+Layout: ``A @ B.T`` with both operands C-contiguous is OpenBLAS's slow case (PERF-NOTES rule
+3). When a 2-D product's right operand is a transposed C-contiguous value and its left operand
+gets a planned buffer, that buffer is Fortran-ordered, so BLAS sees ``A.T @ B.T`` instead.
 """
 
 from __future__ import annotations
@@ -13,17 +17,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ir.graph import Graph, Node, Value, node_outputs
+from ..ir.graph import Graph, Node
 from ..ir.ops.sources import CONSTANT
 
 
 @dataclass
 class BufferPlan:
-    """``buffer_of[id(value)] -> buffer index``; ``buffers[i] = (shape, dtype)``."""
+    """``buffer_of[id(value)] -> buffer index``; ``buffers[i] = (shape, dtype, order)``."""
 
     schedule: list[Node]
     buffer_of: dict[int, int] = field(default_factory=dict)
-    buffers: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
+    buffers: list[tuple[tuple[int, ...], np.dtype, str]] = field(default_factory=list)
     group_of: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -61,6 +65,7 @@ def plan_buffers(graph: Graph) -> BufferPlan:
         root[id(out)] = root.get(id(node.inputs[0]), id(node.inputs[0])) \
             if node.op.aliases_input else id(out)
     escaping = {root.get(id(v), id(v)) for v in graph.outputs}
+    fortran = _fortran_values(schedule, root)
     last_use: dict[int, int] = {}
     for i, node in enumerate(schedule):
         for v in node.inputs:
@@ -81,7 +86,7 @@ def plan_buffers(graph: Graph) -> BufferPlan:
             release(i, node)
         out = node.out
         if node.op is not CONSTANT and writes_out(node) and id(out) not in escaping:
-            key = (out.shape, out.dtype)
+            key = (out.shape, out.dtype, "F" if id(out) in fortran else "C")
             if free.get(key):
                 b = free[key].pop()
             else:
@@ -97,9 +102,20 @@ def plan_buffers(graph: Graph) -> BufferPlan:
     return plan
 
 
-def defined_values(graph: Graph) -> list[Value]:
-    """Every value the graph defines, in order (inputs, then node outputs)."""
-    values = list(graph.inputs)
-    for node in graph.nodes:
-        values.extend(node_outputs(node))
-    return values
+def _fortran_values(schedule: list[Node], root: dict[int, int]) -> set[int]:
+    """Left operands of 2-D products ``A @ X.T`` where ``X`` is stored C-contiguous."""
+    producers = {id(n.out): n for n in schedule}
+    fortran: set[int] = set()
+    for node in schedule:
+        if node.op.name != "matmul" or [len(v.shape) for v in node.inputs] != [2, 2]:
+            continue
+        left, right = node.inputs
+        rnode = producers.get(id(right))
+        transposed_c = (rnode is not None and rnode.op.name == "transpose"
+                        and id(rnode.inputs[0]) not in fortran
+                        and root.get(id(rnode.inputs[0]), id(rnode.inputs[0]))
+                        == id(rnode.inputs[0]))
+        lnode = producers.get(id(left))
+        if transposed_c and lnode is not None and lnode.op.kind == "elementwise":
+            fortran.add(id(left))
+    return fortran

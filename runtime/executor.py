@@ -39,7 +39,7 @@ class Executable:
         self._local = threading.local()
 
     def _function(self) -> Callable:
-        buffers = [np.empty(shape, dtype) for shape, dtype in self.buffer_specs]
+        buffers = [np.empty(shape, dtype, order=order) for shape, dtype, order in self.buffer_specs]
         fn = self._build(np, buffers, self.consts, self.kernels)
         self._local.fn = fn
         return fn

@@ -3,8 +3,9 @@
 x*1, 1*x, x/1, x+0, 0+x, x-0 -> x; neg(neg x) -> x; transpose of transpose -> one transpose
 (or none); reshape of reshape -> one reshape; reshape/broadcast_to/sum_to/astype to what the
 value already is -> the value; an element-wise operand ``broadcast_to(y)`` -> ``y`` when numpy
-broadcasting gives the same result (the broadcasts of ones from sum/mean backward).
-Every rule keeps the result's shape and dtype.
+broadcasting gives the same result (the broadcasts of ones from sum/mean backward);
+``sum_to`` that only sums leading axes (bias gradients) -> ``sum`` over those axes, which the
+code generator writes with ``out=``. Every rule keeps the result's shape and dtype.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from ...ir.graph import Graph, Node, Value
 from ...ir.ops.sources import CONSTANT
+from ...ir.registry import get_op
 from .rewrite import substitute
 
 _IDENTITY_OPERAND = {"mul": (1.0, (0, 1)), "add": (0.0, (0, 1)), "sub": (0.0, (1,)),
@@ -64,6 +66,11 @@ def _rewrite(node: Node, producers: dict[int, Node]) -> Value | Node | None:
             if c is not None and np.all(c == unit) and _same_type(other, out) and \
                     not (unit == 0.0 and np.signbit(c).any()):
                 return other
+    if name == "sum_to":
+        lead = len(x[0].shape) - len(out.shape)
+        if lead > 0 and x[0].shape[lead:] == out.shape:
+            return Node(get_op("sum"), x, {"axis": tuple(range(lead)), "keepdims": False},
+                        out=out, src=node.src, tag=node.tag)
     if name == "neg":
         inner = producers.get(id(x[0]))
         if inner is not None and inner.op.name == "neg":
