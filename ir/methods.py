@@ -322,6 +322,13 @@ class OpMethods:
         return self._apply(shape_ops.SCATTER_ADD, (self,),
                            {"shape": tuple(shape), "index": index})
 
+    def one_hot(self, num_classes: int, dtype: Any = np.float32) -> Any:
+        """These integer labels as one-hot rows of ``num_classes`` (no gradient)."""
+        if np.dtype(self.dtype).kind not in "iu":
+            raise shape_error("one_hot", f"labels must be integers, got {self.dtype}", self)
+        return self._apply(shape_ops.ONE_HOT, (self,),
+                           {"num_classes": int(num_classes), "dtype": np.dtype(dtype)})
+
     # --- matmul --------------------------------------------------------------------------------
     def matmul(self, other: Any) -> Any:
         """Matrix product with numpy ``matmul`` rules."""

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GraphError, with_location
 from ..runtime import Tensor
 from ..runtime.factories import Seed, generator
+from ..runtime.state import STATE
 from .module import Module
 
 
@@ -84,6 +86,10 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if STATE.staging is not None:
+            raise GraphError(with_location(
+                "Dropout: a training-mode Dropout cannot be compiled yet (its random mask would "
+                "be baked into the generated code); call model.eval() or keep the step eager"))
         keep = self._rng.random(x.shape) >= self.p
         return x.mul((keep / (1.0 - self.p)).astype(x.dtype))
 

@@ -42,29 +42,27 @@ def l1_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce(pred.sub(_target(pred, target, "l1_loss")).abs(), reduction, "l1_loss")
 
 
-def one_hot(labels: Any, num_classes: int, dtype: Any = np.float32) -> np.ndarray:
-    """``[N]`` integer labels as an ``[N, num_classes]`` one-hot array."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        raise DTypeError(with_location(f"one_hot: labels must be integers, got {labels.dtype}"))
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ShapeError(with_location(f"one_hot: labels must lie in [0, {num_classes}), got "
-                                       f"[{labels.min()}, {labels.max()}]"))
-    out = np.zeros((labels.size, num_classes), dtype=dtype)
-    out[np.arange(labels.size), labels.reshape(-1)] = 1
-    return out.reshape(labels.shape + (num_classes,))
+def one_hot(labels: Any, num_classes: int, dtype: Any = np.float32) -> Tensor:
+    """Integer labels ``[...]`` as one-hot rows ``[..., num_classes]`` (the ``one_hot`` op)."""
+    labels = labels if isinstance(labels, Tensor) else Tensor(np.asarray(labels))
+    try:
+        return labels.one_hot(num_classes, dtype)
+    except (ShapeError, DTypeError) as e:
+        raise type(e)(str(e)) from None
 
 
 def _class_targets(log_probs: Tensor, labels: Any, op: str, smoothing: float = 0.0) -> Tensor:
-    labels = np.asarray(labels)
-    if log_probs.ndim != 2 or labels.shape != log_probs.shape[:1]:
+    if not isinstance(labels, Tensor):
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu":
+            raise DTypeError(with_location(f"{op}: labels must be integers, got {labels.dtype}"))
+    if log_probs.ndim != 2 or tuple(labels.shape) != tuple(log_probs.shape[:1]):
         raise ShapeError(with_location(f"{op}: needs logits [N, C] and labels [N], got "
                                        f"{describe(log_probs)} and {describe(labels)}"))
-    classes = log_probs.shape[1]
-    targets = one_hot(labels, classes, log_probs.dtype)
+    targets = one_hot(labels, log_probs.shape[1], log_probs.dtype)
     if smoothing:
-        targets = targets * (1.0 - smoothing) + smoothing / classes
-    return Tensor(targets.astype(log_probs.dtype))
+        targets = targets.mul(1.0 - smoothing).add(smoothing / log_probs.shape[1])
+    return targets
 
 
 def nll_loss(log_probs: Tensor, labels: Any, reduction: str = "mean") -> Tensor:

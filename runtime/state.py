@@ -52,6 +52,8 @@ class _State(threading.local):
         self.record_src = False
         #: while tracing: the list every op (differentiable or not) is appended to, else None
         self.tracing: list[Node] | None = None
+        #: while tracing for compile(): the ``Staging`` that records and undoes side effects
+        self.staging: Any = None
         self.tape = Tape()
 
 

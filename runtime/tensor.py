@@ -16,6 +16,7 @@ from ..ir.graph import Node
 from ..ir.methods import OpMethods
 from ..ir.registry import OpDef
 from .anomaly import check_finite
+from .staging import forbid_read
 from .state import STATE
 
 _ids = itertools.count(1)
@@ -142,6 +143,10 @@ def _normalize_index(index: Any) -> tuple:
     out = []
     for item in items:
         if isinstance(item, Tensor):
+            if STATE.staging is not None:
+                raise GraphError(with_location(
+                    "getitem: indexing with a tensor of indices inside a compiled function is "
+                    "not supported yet (the indices would be baked in); use one_hot + matmul"))
             item = item._data
         if isinstance(item, list):
             item = np.asarray(item)
@@ -170,6 +175,11 @@ class Tensor(OpMethods):
     __array_ufunc__ = None  # numpy defers ``array + tensor`` to Tensor.__radd__
 
     def __init__(self, data: Any, dtype: Any = None) -> None:
+        if isinstance(data, Tensor) and STATE.staging is not None:
+            # inside a compile trace Tensor(t) stays connected to t (a copy, in effect)
+            source = data if dtype is None else data.astype(dtype)
+            STATE.tracing.append(("alias", self, source))
+            dtype = source.dtype
         self._data = default_array(data, dtype)
         self._node = None
         self._rg = False
@@ -289,6 +299,8 @@ class Tensor(OpMethods):
     # --- values --------------------------------------------------------------------------------
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""
+        if STATE.staging is not None:
+            raise forbid_read('item')
         if self._data.size != 1:
             raise ShapeError(with_location(f"item: needs a one-element tensor, got "
                                            f"{describe(self)}"))
@@ -296,6 +308,8 @@ class Tensor(OpMethods):
 
     def data(self) -> np.ndarray:
         """A read-only numpy view of the values."""
+        if STATE.staging is not None:
+            raise forbid_read('data')
         view = self._data.view()
         view.flags.writeable = False
         return view
@@ -303,6 +317,8 @@ class Tensor(OpMethods):
     numpy = data
 
     def tolist(self) -> Any:
+        if STATE.staging is not None:
+            raise forbid_read('tolist')
         return self._data.tolist()
 
     def len(self) -> int:
@@ -319,6 +335,8 @@ class Tensor(OpMethods):
         return self._id
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if STATE.staging is not None:
+            raise forbid_read('numpy conversion')
         if copy or (dtype is not None and np.dtype(dtype) != self._data.dtype):
             return np.array(self._data, dtype=dtype, copy=True)
         return self.data()
@@ -336,6 +354,8 @@ class Tensor(OpMethods):
             yield self[i]
 
     def __bool__(self) -> bool:
+        if STATE.staging is not None:
+            raise forbid_read('bool')
         if self._data.size != 1:
             raise ShapeError(with_location(f"bool: the truth value of a tensor with "
                                            f"{self._data.size} elements is ambiguous"))
@@ -358,7 +378,7 @@ class Tensor(OpMethods):
 
     # --- in-place leaf updates (optimizers) ----------------------------------------------------
     def _check_inplace(self, op: str) -> None:
-        if STATE.tracing is not None:
+        if STATE.tracing is not None and STATE.staging is None:
             raise GraphError(with_location(
                 f"{op}: in-place updates are not recorded by ap.trace(), and tracing must not "
                 f"change your tensors; trace the computation without the update"))
@@ -375,6 +395,9 @@ class Tensor(OpMethods):
 
     def _inplace(self, op: str, ufunc: np.ufunc, other: Any) -> Tensor:
         self._check_inplace(op)
+        if STATE.staging is not None:
+            method = {np.subtract: self.sub, np.add: self.add, np.multiply: self.mul}[ufunc]
+            return self._record_update(op, method(other))
         value = other._data if isinstance(other, Tensor) else np.asarray(other)
         try:
             ufunc(self._data, value, out=self._data, casting="same_kind")
@@ -384,16 +407,28 @@ class Tensor(OpMethods):
         self._vc[0] += 1
         return self
 
+    def _record_update(self, op: str, new: Tensor) -> Tensor:
+        """Inside a compile trace: apply ``self <- new`` eagerly and record it as an event."""
+        if new.shape != self.shape:
+            raise ShapeError(with_location(f"{op}: result {describe(new)} does not fit "
+                                           f"{describe(self)}"))
+        new = new.astype(self.dtype)
+        STATE.staging.before_mutation(self)
+        np.copyto(self._data, new._data)
+        self._vc[0] += 1
+        STATE.tracing.append(("mutate", self, new))
+        return self
+
     def sub_(self, other: Any, alpha: float = 1.0) -> Tensor:
         """``self -= alpha * other`` in place (a leaf, under ``no_grad``)."""
         if alpha != 1.0:
-            other = np.multiply(other._data if isinstance(other, Tensor) else other, alpha)
+            other = self._coerce(other).mul(alpha)
         return self._inplace("sub_", np.subtract, other)
 
     def add_(self, other: Any, alpha: float = 1.0) -> Tensor:
         """``self += alpha * other`` in place."""
         if alpha != 1.0:
-            other = np.multiply(other._data if isinstance(other, Tensor) else other, alpha)
+            other = self._coerce(other).mul(alpha)
         return self._inplace("add_", np.add, other)
 
     def mul_(self, other: Any) -> Tensor:
@@ -403,6 +438,8 @@ class Tensor(OpMethods):
     def assign(self, value: Any) -> Tensor:
         """Overwrite the values in place (broadcast to this shape, cast to this dtype)."""
         self._check_inplace("assign")
+        if STATE.staging is not None:
+            return self._record_update("assign", self._coerce(value).broadcast_to(self.shape))
         src = value._data if isinstance(value, Tensor) else np.asarray(value)
         try:
             np.copyto(self._data, src, casting="same_kind")

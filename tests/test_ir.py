@@ -155,7 +155,13 @@ def test_every_registered_op_appears_in_some_traced_case() -> None:
     # comparisons, sign and astype are traced in test_comparisons_and_casts_trace below;
     # scatter_add only appears in backward graphs
     assert set(all_ops()) - seen == {"astype", "eq", "ge", "gt", "le", "lt", "ne", "scatter_add",
-                                     "sign"}
+                                     "sign", "one_hot"}
+
+
+def test_one_hot_traces_and_round_trips() -> None:
+    labels = Tensor(np.array([2, 0, 1]))
+    graph = Graph.from_json(ap.trace(lambda y: y.one_hot(3) * 2.0, labels).to_json())
+    np.testing.assert_array_equal(graph.evaluate(labels.data())[0], 2 * np.eye(3)[[2, 0, 1]])
 
 
 def test_comparisons_and_casts_trace() -> None:

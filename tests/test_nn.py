@@ -203,6 +203,14 @@ def test_bce_nll_mse_l1_against_numpy() -> None:
     check_first_order(lambda v: nn.l1_loss(v, b), [a])
 
 
+def test_one_hot_values_dtype_and_range_check() -> None:
+    got = nn.one_hot(np.array([[1, 0], [2, 2]]), 3, np.float64)
+    np.testing.assert_array_equal(got.data(), np.eye(3)[[[1, 0], [2, 2]]])
+    assert got.dtype == np.float64
+    with pytest.raises(ap.ShapeError, match=r"one_hot: labels must lie in \[0, 3\)"):
+        nn.one_hot(np.array([0, -1]), 3)
+
+
 def test_loss_errors() -> None:
     with pytest.raises(ap.ShapeError, match=r"cross_entropy: needs logits \[N, C\] and labels"):
         nn.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 1, 2]))

@@ -213,6 +213,7 @@ def test_every_registered_op_has_a_case_or_is_covered_indirectly() -> None:
                "transpose", "broadcast_to", "sum_to", "getitem", "add", "sub", "mul", "div",
                "power", "maximum", "minimum", "where", "matmul", "concat", "stack", "astype",
                "constant",  # traced constants: tests/test_ir.py
+               "one_hot",  # tests/test_nn.py (losses) and tests/test_ir.py
                # no gradient, or only reached as another op's gradient (tested through it):
                "sign", "gt", "ge", "lt", "le", "eq", "ne", "scatter_add"}
     assert set(all_ops()) == covered

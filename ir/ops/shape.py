@@ -121,3 +121,21 @@ STACK = register(OpDef(
     vjp=lambda g, out, x, at, needs: _split_vjp(g, x, at["axis"], stacked=True),
     attrs=("axis",), doc="join tensors along a new axis",
     template="stack(({{ x | join(', ') }},), axis={{ a.axis }}, out={{ out }})"))
+
+
+def _one_hot_impl(labels, num_classes, dtype):
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got "
+                         f"[{labels.min()}, {labels.max()}]")
+    out = np.zeros(labels.shape + (num_classes,), dtype=dtype)
+    np.put_along_axis(out, labels[..., None].astype(np.intp), 1, axis=-1)
+    return out
+
+
+ONE_HOT = register(OpDef(
+    name="one_hot", kind="other", impl=_one_hot_impl,
+    infer=lambda x, num_classes, dtype: (tuple(x.shape) + (num_classes,), np.dtype(dtype)),
+    attrs=("num_classes", "dtype"),
+    doc="integer labels as one-hot rows (no gradient); checks the label range when it runs"))
