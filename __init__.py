@@ -12,6 +12,7 @@ from .errors import (
     ShapeError,
     StateDictError,
 )
+from .jit import compile  # noqa: A004
 from .runtime import (
     Tensor,
     arange,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeError",
            "StateDictError", "Tensor", "arange", "autograd", "clear_grad", "clear_graph",
-           "concat", "data", "detect_anomaly", "enable_grad", "full", "get_grad", "grad", "ir",
-           "is_grad_enabled", "maximum", "minimum", "nn", "no_grad", "ones", "ones_like",
-           "optim", "randn", "stack", "trace", "uniform", "where", "zeros", "zeros_like"]
+           "compile", "concat", "data", "detect_anomaly", "enable_grad", "full", "get_grad",
+           "grad", "ir", "is_grad_enabled", "maximum", "minimum", "nn", "no_grad", "ones",
+           "ones_like", "optim", "randn", "stack", "trace", "uniform", "where", "zeros",
+           "zeros_like"]

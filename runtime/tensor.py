@@ -189,6 +189,11 @@ class Tensor(OpMethods):
 
     _apply = staticmethod(apply)
 
+    @staticmethod
+    def _as_input(array: np.ndarray) -> Tensor:
+        """A leaf sharing ``array`` (no copy): how compile() passes numpy arguments."""
+        return _wrap(array, None, False)
+
     def _coerce(self, value: Any) -> Tensor:
         if isinstance(value, Tensor):
             return value

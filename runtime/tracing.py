@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import types
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from ..errors import GraphError, with_location
 from ..ir.dump import dump_graph
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.sources import CONSTANT
+from .staging import Staging
 from .state import STATE, Tape
 from .tensor import Tensor
 
@@ -97,21 +99,42 @@ def named_tensors(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[int], d
     return from_args, found
 
 
-def _flatten(result: Any) -> tuple[list[Tensor], str]:
+def flatten(result: Any) -> tuple[list[Tensor], Any]:
+    """Tensors in ``result`` (a tensor or nested lists/tuples/dicts) and its structure."""
     if isinstance(result, Tensor):
         return [result], "tensor"
-    if isinstance(result, list | tuple):
-        out = []
-        for item in result:
-            out.extend(_flatten(item)[0])
-        return out, f"{type(result).__name__}({len(result)})"
-    if isinstance(result, dict):
-        out = []
-        for item in result.values():
-            out.extend(_flatten(item)[0])
-        return out, "dict(" + ", ".join(map(str, result)) + ")"
+    if isinstance(result, list | tuple | dict):
+        items = list(result.values()) if isinstance(result, dict) else list(result)
+        leaves: list[Tensor] = []
+        specs = []
+        for item in items:
+            sub, spec = flatten(item)
+            leaves.extend(sub)
+            specs.append(spec)
+        kind = type(result).__name__ if not isinstance(result, dict) else "dict"
+        keys = list(result) if isinstance(result, dict) else None
+        return leaves, (kind, keys, specs)
     raise GraphError(with_location(f"trace: outputs must be tensors or lists, tuples and dicts "
                                    f"of them; got {type(result).__name__}"))
+
+
+def unflatten(spec: Any, leaves: Iterator[Any]) -> Any:
+    """Rebuild a structure from ``flatten``'s spec and an iterator of leaves."""
+    if spec == "tensor":
+        return next(leaves)
+    kind, keys, specs = spec
+    items = [unflatten(s, leaves) for s in specs]
+    if kind == "dict":
+        return dict(zip(keys, items, strict=True))
+    return tuple(items) if kind == "tuple" else list(items)
+
+
+def structure_text(spec: Any) -> str:
+    """``tensor``, ``tuple(2)``, ``dict(a, b)``: a short description of a structure."""
+    if spec == "tensor":
+        return "tensor"
+    kind, keys, specs = spec
+    return f"dict({', '.join(map(str, keys))})" if kind == "dict" else f"{kind}({len(specs)})"
 
 
 class GraphBuilder:
@@ -125,6 +148,10 @@ class GraphBuilder:
         self.used: set[str] = set()
         self.captured = 0
         self.count = 0
+        self.input_tensors: list[Tensor] = []
+        #: compile traces: in-place updates of inputs, ``id(tensor) -> (tensor, new value)``
+        self.writes: dict[int, tuple[Tensor, Value]] = {}
+        self.tag = ""
 
     def fresh(self, base: str) -> str:
         name, k = base, 1
@@ -136,6 +163,7 @@ class GraphBuilder:
     def _input(self, t: Tensor, name: str) -> Value:
         value = Value(self.fresh(name), t.shape, t.dtype)
         self.graph.inputs.append(value)
+        self.input_tensors.append(t)
         self.by_tensor[id(t)] = value
         return value
 
@@ -160,8 +188,30 @@ class GraphBuilder:
         out = Value(self.fresh(f"{node.op.name}_{self.count}"), node.value.shape,
                     node.value.dtype)
         self.count += 1
-        self.graph.nodes.append(Node(node.op, operands, dict(node.attrs), out=out, src=node.src))
+        self.graph.nodes.append(Node(node.op, operands, dict(node.attrs), out=out, src=node.src,
+                                     tag=self.tag))
         self.by_node[id(node)] = out
+
+    def handle(self, event: Any, on_backward: Callable | None = None) -> None:
+        """Add a recorded node, or apply a compile-trace event (see ``runtime.staging``)."""
+        if isinstance(event, Node):
+            self.add(event)
+            return
+        kind = event[0]
+        if kind == "alias":
+            self.by_tensor[id(event[1])] = self.value_of(event[2])
+        elif kind == "mutate":
+            _, target, new = event
+            before = self.value_of(target)
+            after = self.value_of(new)
+            self.by_tensor[id(target)] = after
+            if any(before is v for v in self.graph.inputs) or id(target) in self.writes:
+                self.writes[id(target)] = (target, after)
+        elif kind == "backward":
+            if on_backward is None:
+                raise GraphError("trace: backward() was recorded but nothing can derive it")
+            on_backward(self, event[1], event[2])
+            self.tag = "update"
 
 
 def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
@@ -175,17 +225,77 @@ def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
         recorded = st.tracing
     finally:
         st.tape, st.tracing, st.record_src = saved
-    outputs, structure = _flatten(result)
+    outputs, structure = flatten(result)
     builder = GraphBuilder(_fn_name(fn), names)
     for key in from_args:  # arguments come first, in signature order, used or not
         builder.value_of(names[key][1])
     for node in recorded:
         builder.add(node)
     builder.graph.outputs = [builder.value_of(t) for t in outputs]
-    builder.graph.meta["outputs"] = structure
+    builder.graph.meta["outputs"] = structure_text(structure)
     graph = builder.graph.verify()
     dump_graph(graph)
     return graph
+
+
+@dataclass
+class StepTrace:
+    """What ``trace_step`` learned: the graph, where each input comes from, how outputs nest,
+    and which tensors the step updates (values and gradients)."""
+
+    graph: Graph
+    input_tensors: list[Tensor]
+    structure: Any
+    n_results: int
+    writes: list[Tensor] = field(default_factory=list)
+    grads: list[tuple[Tensor, int | None]] = field(default_factory=list)
+    has_backward: bool = False
+
+
+def trace_step(fn: Callable, args: tuple, kwargs: dict,
+               on_backward: Callable[[GraphBuilder, Tensor, list], None]) -> StepTrace:
+    """Trace ``fn`` for compile(): like ``trace`` but in-place updates and ``backward()`` are
+    recorded as events and undone afterwards, and reading values is an error."""
+    from_args, names = named_tensors(fn, args, kwargs)
+    st = STATE
+    events: list = []
+    staging = Staging(events)
+    for _, t in names.values():
+        if t.is_leaf():
+            staging.before_grad_change(t)
+    saved = (st.tape, st.tracing, st.record_src, st.staging)
+    st.tape, st.tracing, st.record_src, st.staging = Tape(), events, True, staging
+    try:
+        result = fn(*args, **kwargs)
+        outputs, structure = flatten(result)
+        builder = GraphBuilder(_fn_name(fn), names)
+        for key in from_args:
+            builder.value_of(names[key][1])
+        has_backward = False
+        for event in events:
+            has_backward |= isinstance(event, tuple) and event[0] == "backward"
+            builder.handle(event, on_backward)
+        builder.graph.outputs = [builder.value_of(t) for t in outputs]
+        writes = [t for t, _ in builder.writes.values()]
+        builder.graph.outputs += [v for _, v in builder.writes.values()]
+        grads: list[tuple[Tensor, int | None]] = []
+        for leaf in staging.grad_leaves():
+            final = leaf._grad
+            if final is staging.original_grad(leaf):
+                continue
+            if final is None:
+                grads.append((leaf, None))
+            else:
+                grads.append((leaf, len(builder.graph.outputs)))
+                builder.graph.outputs.append(builder.value_of(final))
+    finally:
+        st.tape, st.tracing, st.record_src, st.staging = saved
+        staging.restore()
+    builder.graph.meta["outputs"] = structure_text(structure)
+    graph = builder.graph.verify()
+    dump_graph(graph)
+    return StepTrace(graph, builder.input_tensors, structure, len(outputs), writes, grads,
+                     has_backward)
 
 
 def current_graph() -> Graph:
