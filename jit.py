@@ -26,7 +26,7 @@ from .compiler.pipeline import CompiledGraph, lower
 from .errors import GraphError, with_location
 from .ir.graph import Graph, Node
 from .ir.registry import OpDef
-from .runtime.state import STATE, is_grad_enabled
+from .runtime.state import STATE
 from .runtime.tensor import Tensor, _wrap
 from .runtime.tracing import GraphBuilder, StepTrace, trace_step, unflatten
 
@@ -89,11 +89,12 @@ class _Entry:
 
     def run(self, leaves: list[Any]) -> Any:
         arrays = self.gather(leaves)
-        outs = self.compiled(*arrays)
+        outs = self.compiled.executable(*arrays)
         step = self.step
         n = step.n_results
-        for k, target in enumerate(step.writes):
-            np.copyto(target._data, outs[n + k], casting="same_kind")
+        for k, target in enumerate(step.writes, start=n):
+            if outs[k] is not target._data:  # not already computed in place
+                np.copyto(target._data, outs[k], casting="same_kind")
             target._vc[0] += 1
         for leaf, k in step.grads:
             leaf._grad = None if k is None else _wrap(outs[k], None, False)
@@ -101,6 +102,8 @@ class _Entry:
             results = self._join_graph(arrays, outs[:n], outs[len(outs) - self.n_saved:])
         else:
             results = [_wrap(o, None, False) for o in outs[:n]]
+        if step.structure == "tensor":
+            return results[0]
         return unflatten(step.structure, iter(results))
 
     def _join_graph(self, arrays: list, results: tuple, saved: tuple) -> list[Tensor]:
@@ -156,14 +159,20 @@ class CompiledFunction:
         self.miss_reasons: list[str] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        leaves: list[tuple[str, Any]] = []
-        _leaves(args, "args", leaves)
-        _leaves(kwargs, "kwargs", leaves)
-        values = [leaf for _, leaf in leaves]
-        key = (is_grad_enabled(), tuple(_spec(v) for v in values))
+        if kwargs or any(isinstance(a, list | tuple | dict) for a in args):
+            leaves: list[tuple[str, Any]] = []
+            _leaves(args, "args", leaves)
+            _leaves(kwargs, "kwargs", leaves)
+            values = [leaf for _, leaf in leaves]
+        else:  # the common case, kept cheap: flat positional arguments
+            values = list(args)
+        key = (STATE.grad_enabled, tuple([_spec(v) for v in values]))
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._compile(key, [p for p, _ in leaves], values, args, kwargs)
+            paths: list[tuple[str, Any]] = []
+            _leaves(args, "args", paths)
+            _leaves(kwargs, "kwargs", paths)
+            entry = self._compile(key, [p for p, _ in paths], values, args, kwargs)
         else:
             self.hits += 1
         entry._arg_tensors = values
@@ -209,6 +218,10 @@ class CompiledFunction:
         sources = [("arg", positions[id(t)]) if id(t) in positions else ("tensor", t)
                    for t in step.input_tensors]
         graph = step.graph
+        n = step.n_results
+        graph.meta["persistent_outputs"] = [k for _, k in step.grads if k is not None]
+        index = {id(t): j for j, t in enumerate(step.input_tensors)}
+        graph.meta["write_back"] = {n + k: index[id(t)] for k, t in enumerate(step.writes)}
         wrt = [i for i, t in enumerate(step.input_tensors) if t._rg and t.dtype.kind == "f"]
         if step.has_backward or not wrt or not key[0]:
             entry = _Entry(step, sources, lower(graph))

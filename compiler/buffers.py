@@ -6,6 +6,12 @@ Values are visited in execution order. A value gets a planned buffer when its op
 reader of its current value has run; element-wise ops may write into a buffer an operand
 frees at that very statement (in place), other ops only into buffers freed before.
 
+Two facts about outputs may come with the graph (``graph.meta``): ``persistent_outputs``
+(indices of outputs the caller lets the runtime keep in its buffers, e.g. gradients, which the
+next call rewrites as PyTorch's in-place ``.grad`` does) and ``write_back`` (output index ->
+input index: the output replaces that input's values, e.g. a parameter update). A write-back
+output is computed straight into the input's array when nothing reads the old values later.
+
 Layout: ``A @ B.T`` with both operands C-contiguous is OpenBLAS's slow case (PERF-NOTES rule
 3). When a 2-D product's right operand is a transposed C-contiguous value and its left operand
 gets a planned buffer, that buffer is Fortran-ordered, so BLAS sees ``A.T @ B.T`` instead.
@@ -23,10 +29,11 @@ from ..ir.ops.sources import CONSTANT
 
 @dataclass
 class BufferPlan:
-    """``buffer_of[id(value)] -> buffer index``; ``buffers[i] = (shape, dtype, order)``."""
+    """``buffer_of[id(value)] -> buffer index`` (or ``("input", j)``: written into input j);
+    ``buffers[i] = (shape, dtype, order)``."""
 
     schedule: list[Node]
-    buffer_of: dict[int, int] = field(default_factory=dict)
+    buffer_of: dict[int, int | tuple[str, int]] = field(default_factory=dict)
     buffers: list[tuple[tuple[int, ...], np.dtype, str]] = field(default_factory=list)
     group_of: dict[int, int] = field(default_factory=dict)
 
@@ -64,12 +71,17 @@ def plan_buffers(graph: Graph) -> BufferPlan:
         out = node.out
         root[id(out)] = root.get(id(node.inputs[0]), id(node.inputs[0])) \
             if node.op.aliases_input else id(out)
-    escaping = {root.get(id(v), id(v)) for v in graph.outputs}
+    persistent = set(graph.meta.get("persistent_outputs", ()))
+    escaping = {root.get(id(v), id(v)) for k, v in enumerate(graph.outputs)
+                if k not in persistent}
     fortran = _fortran_values(schedule, root)
     last_use: dict[int, int] = {}
     for i, node in enumerate(schedule):
         for v in node.inputs:
             last_use[root.get(id(v), id(v))] = i
+    for k in persistent:  # kept for the caller: never reused
+        last_use[id(graph.outputs[k])] = len(schedule)
+    into_input = _write_backs(graph, schedule, root, last_use)
     free: dict[tuple, list[int]] = {}
     holder: dict[int, int] = {}  # root value id -> buffer index it occupies
 
@@ -85,7 +97,9 @@ def plan_buffers(graph: Graph) -> BufferPlan:
         if elementwise:
             release(i, node)
         out = node.out
-        if node.op is not CONSTANT and writes_out(node) and id(out) not in escaping:
+        if id(out) in into_input:
+            plan.buffer_of[id(out)] = ("input", into_input[id(out)])
+        elif node.op is not CONSTANT and writes_out(node) and id(out) not in escaping:
             key = (out.shape, out.dtype, "F" if id(out) in fortran else "C")
             if free.get(key):
                 b = free[key].pop()
@@ -100,6 +114,24 @@ def plan_buffers(graph: Graph) -> BufferPlan:
         if not elementwise:
             release(i, node)
     return plan
+
+
+def _write_backs(graph: Graph, schedule: list[Node], root: dict[int, int],
+                 last_use: dict[int, int]) -> dict[int, int]:
+    """``id(value) -> input index`` for write-back outputs that can be computed in place."""
+    position = {id(n.out): i for i, n in enumerate(schedule)}
+    result = {}
+    for k, j in graph.meta.get("write_back", {}).items():
+        value, target = graph.outputs[k], graph.inputs[j]
+        i = position.get(id(value))
+        if i is None or root.get(id(value), id(value)) != id(value):
+            continue
+        node = schedule[i]
+        if node.op.kind == "elementwise" and writes_out(node) and \
+                last_use.get(id(target), -1) <= i and value.shape == target.shape and \
+                value.dtype == target.dtype:
+            result[id(value)] = j
+    return result
 
 
 def _fortran_values(schedule: list[Node], root: dict[int, int]) -> set[int]:

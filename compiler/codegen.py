@@ -110,7 +110,10 @@ class _Renderer:
     def statement(self, node: Node) -> str:
         x = [self.name(v) for v in node.inputs]
         out = self.plan.buffer_of.get(id(node.out))
-        out_code = f"buf{out}" if out is not None else "None"
+        if isinstance(out, tuple):  # computed straight into an input's array
+            out_code = self.name(self.graph.inputs[out[1]])
+        else:
+            out_code = f"buf{out}" if out is not None else "None"
         target = self.name(node.out)
         if node.op.template:
             attrs = {k: self.literal(v) for k, v in node.attrs.items()}

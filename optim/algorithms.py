@@ -22,6 +22,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and zero dampening")
         self.momentum, self.dampening = momentum, dampening
         self.weight_decay, self.nesterov = weight_decay, nesterov
+        self.counts_steps = bool(momentum and dampening)  # only the first step differs
         super().__init__(params, lr)
 
     def _init_state(self, p: Tensor) -> dict[str, Tensor]:
@@ -57,6 +58,7 @@ class Adam(Optimizer):
 
     hyper = ("betas", "eps", "weight_decay", "amsgrad")
     decoupled = False
+    counts_steps = True
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

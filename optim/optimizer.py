@@ -43,8 +43,11 @@ class Optimizer:
     def lr(self, value: float) -> None:
         self._lr.assign(value)
 
+    #: whether the update reads a per-parameter step count (``state["step"]``)
+    counts_steps = False
+
     def _init_state(self, p: Tensor) -> dict[str, Tensor]:
-        return {"step": Tensor(np.array(0.0))}
+        return {"step": Tensor(np.array(0.0))} if self.counts_steps else {}
 
     def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
         raise NotImplementedError
@@ -59,7 +62,8 @@ class Optimizer:
             for p, state in zip(self.params, self.state, strict=True):
                 grad = p.grad()
                 if grad is not None:
-                    state["step"].add_(1.0)
+                    if self.counts_steps:
+                        state["step"].add_(1.0)
                     self._update(p, grad, state)
 
     def zero_grad(self) -> None:
