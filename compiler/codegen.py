@@ -8,6 +8,7 @@ numbers, booleans, None, slices or tuples of those; anything else is bound as a 
 
 from __future__ import annotations
 
+import functools
 import keyword
 import math
 import re
@@ -31,6 +32,12 @@ NUMPY_NAMES = ("add", "subtract", "multiply", "true_divide", "power", "maximum",
                "negative", "exp", "log", "sqrt", "absolute", "sign", "tanh", "logaddexp",
                "greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "where",
                "clip", "mean", "broadcast_to", "concatenate", "stack", "dot", "matmul")
+
+
+@functools.lru_cache(maxsize=256)
+def _template(source: str) -> jinja2.Template:
+    """An op's template, compiled once."""
+    return _ENV.from_string(source)
 
 
 def comment(text: str | None) -> str:
@@ -117,7 +124,7 @@ class _Renderer:
         target = self.name(node.out)
         if node.op.template:
             attrs = {k: self.literal(v) for k, v in node.attrs.items()}
-            expr = _ENV.from_string(node.op.template).render(
+            expr = _template(node.op.template).render(
                 x=x, out=out_code, a=attrs, ndims=[len(v.shape) for v in node.inputs])
         else:
             kernel = f"k_{node.op.name}"

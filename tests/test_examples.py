@@ -53,7 +53,9 @@ def test_seed_mlp_example_trains_and_infers_without_grad() -> None:
 
 
 def test_train_digits_short_run_reaches_90_percent(tmp_path) -> None:
-    out = _run("train_digits.py", "--epochs", "6", "--out", str(tmp_path))
+    out = _run("train_digits.py", "--epochs", "6", "--out", str(tmp_path), "--compile")
+    compiled = float(re.search(r"compiled: .* test accuracy ([0-9.]+)", out).group(1))
+    assert compiled >= 0.9
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
     assert accuracy >= 0.9
     assert "reloaded model predicts the same: True" in out
@@ -70,3 +72,13 @@ def test_inspect_ir_prints_graphs_and_writes_dot(tmp_path) -> None:
     assert interp == eager
     assert "JSON round trip prints the same graph: True" in out
     assert (tmp_path / "loss.dot").read_text().startswith('digraph "loss"')
+
+
+def test_compile_tour_shows_passes_source_and_cache() -> None:
+    out = _run("compile_tour.py")
+    assert "[bwd]" in out and "[update]" in out and "fused[" in out
+    assert "def fn_train_step(" in out and "dot(v_x, v_model_fc1_weight, out=buf0)" in out
+    assert "cache: 51 hits, 2 misses, 2 compiles" in out  # 50 + the call after the lr change
+    assert "args[0]: array <f4[16, 8] -> array <f4[8, 8]" in out
+    before, after = (float(v) for v in re.findall(r"loss ([0-9.]+)", out)[:2])
+    assert after < before
