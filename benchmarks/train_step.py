@@ -18,6 +18,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
+from eager_overhead import make_mlp as init_params  # same weights in both benchmarks
 
 import aprender as ap
 from aprender import nn
@@ -26,16 +27,6 @@ from aprender.autograd import Tensor
 SIZES = {"tiny": (32, [64, 128, 128, 10]), "medium": (256, [784, 512, 512, 10]),
          "large": (1024, [1024, 2048, 2048, 10])}
 LR = 0.01
-
-
-def init_params(sizes: list[int], seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        scale = np.sqrt(2.0 / (fan_in + fan_out))
-        params.append((rng.random((fan_in, fan_out)) * scale - scale / 2).astype(np.float32))
-        params.append(np.zeros(fan_out, dtype=np.float32))
-    return params
 
 
 class NumpyStep:

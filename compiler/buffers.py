@@ -15,6 +15,9 @@ output is computed straight into the input's array when nothing reads the old va
 Layout: ``A @ B.T`` with both operands C-contiguous is OpenBLAS's slow case (PERF-NOTES rule
 3). When a 2-D product's right operand is a transposed C-contiguous value and its left operand
 gets a planned buffer, that buffer is Fortran-ordered, so BLAS sees ``A.T @ B.T`` instead.
+Only for small operands (up to ``FORTRAN_MAX_ELEMENTS``): element-wise ops mixing C and
+Fortran layouts stride through memory, which costs more than the slow product saves once the
+arrays outgrow the caches (measured: 1024x128 float32, a mixed-layout multiply took 0.8 ms).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 
 from ..ir.graph import Graph, Node
 from ..ir.ops.sources import CONSTANT
+
+FORTRAN_MAX_ELEMENTS = 16384
 
 
 @dataclass
@@ -148,6 +153,7 @@ def _fortran_values(schedule: list[Node], root: dict[int, int]) -> set[int]:
                         and root.get(id(rnode.inputs[0]), id(rnode.inputs[0]))
                         == id(rnode.inputs[0]))
         lnode = producers.get(id(left))
-        if transposed_c and lnode is not None and lnode.op.kind == "elementwise":
+        small = int(np.prod(left.shape)) <= FORTRAN_MAX_ELEMENTS
+        if transposed_c and small and lnode is not None and lnode.op.kind == "elementwise":
             fortran.add(id(left))
     return fortran
