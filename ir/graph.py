@@ -84,7 +84,8 @@ def _fused_impl(*arrays: np.ndarray, group: FusedNode) -> tuple[np.ndarray, ...]
 
 #: the pseudo-op of fused groups (not in the registry: a group's body is its definition)
 FUSED = OpDef(name="fused", kind="elementwise", impl=_fused_impl,
-              infer=lambda *values, group: group.outs[0].shape, doc="a fused element-wise group")
+              infer=lambda *values, group: (group.outs[0].shape, group.outs[0].dtype),
+              doc="a fused element-wise group")
 
 
 class FusedNode(Node):

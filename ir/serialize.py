@@ -67,7 +67,11 @@ def _value(v: Value) -> dict[str, Any]:
 
 
 def to_json(graph: Graph) -> str:
-    """Serialize ``graph`` (schema in this module's docstring)."""
+    """Serialize ``graph`` (schema in this module's docstring). Fused graphs (after the
+    compiler's ``fuse`` pass) are for printing; serialize the graph before fusion."""
+    if any(n.op.name == "fused" for n in graph.nodes):
+        raise IRFormatError("to_json: fused groups are not part of the JSON schema; serialize "
+                            "the graph from a stage before `fuse`")
     doc = {
         "format": FORMAT, "version": VERSION, "name": graph.name,
         "inputs": [_value(v) for v in graph.inputs],

@@ -318,3 +318,16 @@ def test_buffer_planner_reuses_dead_buffers_in_place() -> None:
     assert plan.allocations == 1  # the chain runs in place in one buffer
     assert {plan.buffer_of[id(v)] for v in vals} == {0}
     np.testing.assert_allclose(lower(g)(np.arange(4.0))[0], g.evaluate(np.arange(4.0))[0])
+
+
+def test_fused_graphs_print_evaluate_and_refuse_json() -> None:
+    _, _, _, graph = _mlp_loss_graph()
+    compiled = lower(joint(graph, graph.inputs[1:]))
+    fused = compiled.stage("fuse")
+    assert any(isinstance(n, FusedNode) for n in fused.nodes)
+    from aprender.ir.serialize import IRFormatError
+    with pytest.raises(IRFormatError, match="fused groups are not part of the JSON schema"):
+        fused.to_json()
+    data = [np.random.default_rng(i).standard_normal(v.shape) for i, v in enumerate(fused.inputs)]
+    for a, b in zip(fused.evaluate(*data), compiled.stage("input").evaluate(*data), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
