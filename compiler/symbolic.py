@@ -16,10 +16,9 @@ from ..ir.registry import OpDef
 class Emitter:
     """Appends nodes to ``graph`` with fresh readable names, a tag and a source line."""
 
-    def __init__(self, graph: Graph, tag: str = "", prefix: str = "") -> None:
+    def __init__(self, graph: Graph, tag: str = "") -> None:
         self.graph = graph
         self.tag = tag
-        self.prefix = prefix
         self.src: str | None = None
         self.used = {v.name for v in graph.inputs}
         for node in graph.nodes:
@@ -37,7 +36,7 @@ class Emitter:
 
     def emit(self, op: OpDef, inputs: tuple[Value, ...], attrs: dict) -> Value:
         shape, dtype = op.infer(*inputs, **attrs)
-        out = Value(self.fresh(self.prefix + op.name), shape, dtype)
+        out = Value(self.fresh(op.name), shape, dtype)
         self.graph.nodes.append(Node(op, inputs, attrs, out=out, src=self.src, tag=self.tag))
         return out
 
