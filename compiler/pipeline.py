@@ -11,10 +11,10 @@ from ..ir.dump import dump_graph
 from ..ir.graph import Graph
 from ..runtime.executor import Executable
 from .codegen import Program, render
-from .passes import cse, dce, fold_constants, fuse, simplify
+from .passes import cse, dce, fold_constants, fuse, lower_reductions, simplify
 
 Pass = Callable[[Graph], Graph]
-DEFAULT_PASSES: tuple[Pass, ...] = (fold_constants, simplify, cse, dce, fuse)
+DEFAULT_PASSES: tuple[Pass, ...] = (fold_constants, simplify, lower_reductions, cse, dce, fuse)
 
 
 @dataclass

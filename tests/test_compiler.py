@@ -16,7 +16,7 @@ from aprender import nn
 from aprender.autograd import Tensor
 from aprender.compiler import joint, lower, split
 from aprender.compiler.buffers import plan_buffers
-from aprender.compiler.passes import cse, dce, fold_constants, simplify
+from aprender.compiler.passes import cse, dce, fold_constants, lower_reductions, simplify
 from aprender.ir import Graph, Node, Value, get_op
 from aprender.ir.graph import FusedNode
 from aprender.runtime.executor import ExecutionError
@@ -175,6 +175,20 @@ def test_simplify_identities() -> None:
         np.testing.assert_array_equal(a_, b_)
 
 
+def test_lower_reductions_uses_gemv_for_leading_sums_and_divides_means() -> None:
+    x = Value("x", (4, 3), np.float64)
+    s, m = Value("s", (3,), np.float64), Value("m", (), np.float64)
+    g = _g(_node("sum", [x], s, axis=(0,), keepdims=False),
+           _node("mean", [x], m, axis=None, keepdims=False), inputs=[x], outputs=[s, m])
+    lowered = lower_reductions(g).verify()
+    assert [n.op.name for n in lowered.nodes] == ["constant", "matmul", "sum", "constant", "div"]
+    data = np.random.default_rng(0).standard_normal((4, 3))
+    got = lower(lowered, passes=())(data)
+    np.testing.assert_allclose(got[0], data.sum(0), rtol=1e-14)
+    assert got[1] == np.mean(data)
+    assert "dot(c0, v_x, out=None)" in lower(lowered, passes=()).source
+
+
 def test_simplify_keeps_dtype_changing_and_negative_zero_identities() -> None:
     x = Value("x", (2,), np.float32)
     one64, nz = Value("one64", (), np.float64), Value("nz", (), np.float32)
@@ -206,7 +220,7 @@ def test_fusion_groups_and_buffer_counts_on_an_mlp_training_loss() -> None:
         ["add", "relu"], ["add", "relu"], ["exp", "mul", "sub"], ["gt", "mul"], ["gt", "mul"]]
     assert [len(g.outs) for g in groups] == [2, 2, 1, 1, 1]  # add_* is read again by backward
     assert "fused[2 ops]" in str(final) and "    | relu_2" in str(final)
-    assert compiled.program.plan.allocations == 10
+    assert compiled.program.plan.allocations == 12
     # the two products g @ W.T read g from Fortran-ordered buffers (no A @ B.T slow case)
     assert [order for _, _, order in compiled.program.buffers].count("F") == 2
     # bias gradients became sums over the batch axis
@@ -266,7 +280,8 @@ def test_stages_print_each_pass_with_time_and_the_source() -> None:
     _, _, _, graph = _mlp_loss_graph()
     compiled = lower(joint(graph, graph.inputs[1:]))
     names = [s.name for s in compiled.stages]
-    assert names == ["input", "fold_constants", "simplify", "cse", "dce", "fuse", "codegen"]
+    assert names == ["input", "fold_constants", "simplify", "lower_reductions", "cse", "dce",
+                     "fuse", "codegen"]
     text = compiled.print_stages()
     assert "# after simplify (" in text and " ms)" in text and "def build(np" in text
 

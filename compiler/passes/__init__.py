@@ -4,6 +4,7 @@ from .cse import cse
 from .dce import dce
 from .fold import fold_constants
 from .fuse import fuse
+from .reductions import lower_reductions
 from .simplify import simplify
 
-__all__ = ["cse", "dce", "fold_constants", "fuse", "simplify"]
+__all__ = ["cse", "dce", "fold_constants", "fuse", "lower_reductions", "simplify"]

@@ -109,8 +109,7 @@ SUM_TO = register(OpDef(
 
 def _softmax_impl(a, axis):
     e = np.exp(a - np.maximum.reduce(a, axis=axis, keepdims=True))
-    e /= np.add.reduce(e, axis=axis, keepdims=True)
-    return e
+    return np.true_divide(e, np.add.reduce(e, axis=axis, keepdims=True), out=e)
 
 
 def _softmax_vjp(g, out, x, at, needs):
@@ -125,7 +124,11 @@ def _same_infer(x, **attrs):
 
 SOFTMAX = register(OpDef(
     name="softmax", kind="other", impl=_softmax_impl, infer=_same_infer, vjp=_softmax_vjp,
-    save_output=True, attrs=("axis",), doc="softmax along one axis, max-shifted for stability"))
+    save_output=True, attrs=("axis",), doc="softmax along one axis, max-shifted for stability",
+    # the same numpy calls as the kernel, written into the planned buffer
+    template="true_divide((_e := exp(subtract({{ x[0] }}, maximum.reduce({{ x[0] }}, "
+             "axis={{ a.axis }}, keepdims=True), out={{ out }}), out={{ out }})), "
+             "add.reduce(_e, axis={{ a.axis }}, keepdims=True), out={{ out }})"))
 
 
 def _log_softmax_impl(a, axis):
@@ -137,4 +140,7 @@ LOG_SOFTMAX = register(OpDef(
     name="log_softmax", kind="other", impl=_log_softmax_impl, infer=_same_infer,
     vjp=lambda g, out, x, at, needs: (
         g.sub(out.exp().mul(g.sum(axis=at["axis"], keepdims=True))),),
-    save_output=True, attrs=("axis",), doc="log of softmax along one axis, computed stably"))
+    save_output=True, attrs=("axis",), doc="log of softmax along one axis, computed stably",
+    template="subtract((_s := subtract({{ x[0] }}, maximum.reduce({{ x[0] }}, axis={{ a.axis }}, "
+             "keepdims=True), out={{ out }})), log(add.reduce(exp(_s), axis={{ a.axis }}, "
+             "keepdims=True)), out={{ out }})"))

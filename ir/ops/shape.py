@@ -126,12 +126,11 @@ STACK = register(OpDef(
 def _one_hot_impl(labels, num_classes, dtype):
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must be integers, got {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    hits = labels[..., None] == np.arange(num_classes)
+    if not hits.any(axis=-1).all():  # some label outside [0, num_classes)
         raise ValueError(f"labels must lie in [0, {num_classes}), got "
                          f"[{labels.min()}, {labels.max()}]")
-    out = np.zeros(labels.shape + (num_classes,), dtype=dtype)
-    np.put_along_axis(out, labels[..., None].astype(np.intp), 1, axis=-1)
-    return out
+    return hits.astype(dtype)
 
 
 ONE_HOT = register(OpDef(
