@@ -80,11 +80,16 @@ class _Entry:
     #: the argument leaves of the current call (tensors that may join the eager graph)
     _arg_tensors: list[Any] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        n = self.step.n_results
+        self._writes = [(target, k) for k, target in enumerate(self.step.writes, start=n)]
+        self._fetch = [(kind == "arg", where) for kind, where in self.sources]
+
     def gather(self, leaves: list[Any]) -> list[np.ndarray]:
         arrays = []
-        for kind, where in self.sources:
-            value = leaves[where] if kind == "arg" else where
-            arrays.append(value._data if isinstance(value, Tensor) else value)
+        for is_arg, where in self._fetch:
+            value = leaves[where] if is_arg else where
+            arrays.append(value._data if type(value) is Tensor else value)
         return arrays
 
     def run(self, leaves: list[Any]) -> Any:
@@ -92,7 +97,7 @@ class _Entry:
         outs = self.compiled.executable(*arrays)
         step = self.step
         n = step.n_results
-        for k, target in enumerate(step.writes, start=n):
+        for target, k in self._writes:
             if outs[k] is not target._data:  # not already computed in place
                 np.copyto(target._data, outs[k], casting="same_kind")
             target._vc[0] += 1

@@ -28,7 +28,9 @@ def dump_graph(graph: Graph, extra: dict[str, str] | None = None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", graph.name)[:60] or "graph"
     stem = f"{safe}-{os.getpid()}-{next(_counter):04d}"
-    files = {".txt": str(graph) + "\n", ".dot": graph.to_dot(), ".json": graph.to_json()}
+    files = {".txt": str(graph) + "\n", ".dot": graph.to_dot()}
+    if not any(n.op.name == "fused" for n in graph.nodes):  # fused groups have no JSON form
+        files[".json"] = graph.to_json()
     files.update(extra or {})
     paths = []
     for suffix, text in files.items():

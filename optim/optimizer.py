@@ -33,6 +33,7 @@ class Optimizer:
         if lr < 0:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
         self._lr = Tensor(np.array(lr, dtype=np.float64))
+        self._lr_by_dtype: dict[np.dtype, Tensor] = {}
         self.state: list[dict[str, Tensor]] = [self._init_state(p) for p in self.params]
 
     @property
@@ -53,11 +54,15 @@ class Optimizer:
         raise NotImplementedError
 
     def lr_as(self, p: Tensor) -> Tensor:
-        """The learning rate as a 0-d tensor of ``p``'s dtype."""
-        return self._lr.astype(p.dtype)
+        """The learning rate as a 0-d tensor of ``p``'s dtype (cast once per ``step()``)."""
+        lr = self._lr_by_dtype.get(p.dtype)
+        if lr is None:
+            lr = self._lr_by_dtype[p.dtype] = self._lr.astype(p.dtype)
+        return lr
 
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
+        self._lr_by_dtype = {}
         with no_grad():
             for p, state in zip(self.params, self.state, strict=True):
                 grad = p.grad()

@@ -272,3 +272,25 @@ def test_inspection_ir_stages_source_stats() -> None:
     assert fast.ir("simplify").startswith("## forward after simplify")
     stats = fast.stats()
     assert stats["compile_ms"] > 0 and set(stats["pass_ms"]) >= {"cse", "fuse", "codegen"}
+
+
+def test_dump_env_writes_compiled_graphs_and_source(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("APRENDER_DUMP", str(tmp_path))
+    w = Tensor(np.ones((3, 2))).requires_grad()
+    opt = ap.optim.SGD([w], lr=0.1)
+
+    def step(x):
+        opt.zero_grad()
+        loss = (x @ w).relu().sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    ap.compile(step)(np.ones((4, 3)))
+    suffixes = sorted(p.suffix for p in tmp_path.iterdir())
+    assert suffixes.count(".py") == 1 and suffixes.count(".json") == 1  # traced graph as JSON
+    assert suffixes.count(".txt") == 2 and suffixes.count(".dot") == 2  # traced and final
+    source = next(tmp_path.glob("*.py")).read_text()
+    assert "def build(np, buffers, consts, kernels)" in source
+    final = [p for p in tmp_path.glob("*.txt") if "fused[" in p.read_text()]
+    assert len(final) == 1

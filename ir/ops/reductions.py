@@ -88,6 +88,8 @@ def _sum_to_impl(a, shape):
     if not _sums_to(a.shape, shape):
         raise ValueError(f"cannot sum {list(a.shape)} to {list(shape)}")
     lead = a.ndim - len(shape)
+    if a.shape[lead:] == shape:  # only leading axes (bias gradients): one plain reduce
+        return np.add.reduce(a, axis=tuple(range(lead)))
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and a.shape[lead + i] != 1)
     if axes:
