@@ -76,6 +76,8 @@ class _Entry:
     backward: CompiledGraph | None = None
     wrt: list[int] = field(default_factory=list)  # graph input positions that get gradients
     n_saved: int = 0
+    #: indices of the outputs that have a gradient path (and a cotangent input) backward
+    cotangent_outputs: list[int] = field(default_factory=list)
     seconds: float = 0.0
     #: the argument leaves of the current call (tensors that may join the eager graph)
     _arg_tensors: list[Any] = field(default_factory=list)
@@ -117,8 +119,9 @@ class _Entry:
         inputs = tuple(self._input_tensor(i, arrays) for i in self.wrt)
         tape = STATE.tape
         outs = []
+        differentiable = set(self.cotangent_outputs)
         for k, data in enumerate(results):
-            if data.dtype.kind != "f":
+            if k not in differentiable:
                 outs.append(_wrap(data, None, False))
                 continue
             op = OpDef(name=f"compiled[{self.compiled.graph.name}]", kind="other", impl=None,
@@ -141,8 +144,9 @@ class _Entry:
             if STATE.grad_enabled:
                 raise GraphError(with_location("backward(create_graph=True) through a compiled "
                                                "function is not supported"))
-            cotangents = [np.zeros_like(r) for r in results]
-            cotangents[k] = np.asarray(g._data, dtype=results[k].dtype)
+            cotangents = [np.zeros_like(results[j]) if j != k else
+                          np.asarray(g._data, dtype=results[k].dtype)
+                          for j in self.cotangent_outputs]
             grads = backward(*saved, *cotangents)
             return tuple(_wrap(np.asarray(gr), None, False) for gr in grads)
 
@@ -231,10 +235,10 @@ class CompiledFunction:
         if step.has_backward or not wrt or not key[0]:
             entry = _Entry(step, sources, lower(graph))
         else:
-            forward, backward = split(joint(graph, [graph.inputs[i] for i in wrt],
-                                            seed="input"))
+            full = joint(graph, [graph.inputs[i] for i in wrt], seed="input")
+            forward, backward = split(full)
             entry = _Entry(step, sources, lower(forward), lower(backward), wrt,
-                           forward.meta["n_saved"])
+                           forward.meta["n_saved"], full.meta["cotangent_outputs"])
         entry.seconds = time.perf_counter() - start
         self._entries[key] = entry
         return entry

@@ -30,7 +30,8 @@ def joint(graph: Graph, wrt: Sequence[Value], seed: str = "ones") -> Graph:
     """Forward + backward of ``graph`` with respect to the inputs ``wrt``.
 
     ``seed="ones"`` starts from ones (the gradient of a loss); ``seed="input"`` adds a
-    cotangent input ``grad_<output>`` per output. Outputs: the forward outputs, then one
+    cotangent input ``grad_<output>`` per output that depends on ``wrt`` (their indices are
+    ``meta["cotangent_outputs"]``). Outputs: the forward outputs, then one
     gradient per ``wrt`` value (zeros where an output does not depend on it).
     """
     for w in wrt:
@@ -44,9 +45,11 @@ def joint(graph: Graph, wrt: Sequence[Value], seed: str = "ones") -> Graph:
     emitter = Emitter(out, tag="bwd")
     live = _depends(graph, wrt)
     grads: dict[int, Sym] = {}
-    for v in graph.outputs:
+    out.meta["cotangent_outputs"] = []
+    for k, v in enumerate(graph.outputs):
         if id(v) not in live:
             continue
+        out.meta["cotangent_outputs"].append(k)
         if seed == "ones":
             cot = Sym(emitter.constant(np.ones(v.shape, v.dtype)), emitter)
         else:

@@ -294,3 +294,26 @@ def test_dump_env_writes_compiled_graphs_and_source(tmp_path, monkeypatch) -> No
     assert "def build(np, buffers, consts, kernels)" in source
     final = [p for p in tmp_path.glob("*.txt") if "fused[" in p.read_text()]
     assert len(final) == 1
+
+
+def test_keyword_arguments_nested_outputs_and_outputs_without_gradients() -> None:
+    model = nn.MLP(3, 4, 2, rng=0, dtype=np.float64)
+
+    def f(x, scale=1.0, extra=None):
+        out = model(Tensor(x)) * scale
+        return out.sum(), [out, extra[0] * 2.0]
+
+    fast = ap.compile(f)
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    got = fast(x, scale=2.0, extra=[Tensor(np.ones(2))])
+    assert isinstance(got, tuple) and isinstance(got[1], list)
+    assert not got[1][1].requires_grad_enabled() and got[1][1].tolist() == [2.0, 2.0]
+    got[0].backward()
+    compiled_grad = model.fc1.weight.grad().data().copy()
+    model.zero_grad()
+    ref = f(x, scale=2.0, extra=[Tensor(np.ones(2))])
+    ref[0].backward()
+    assert got[0].item() == pytest.approx(ref[0].item(), rel=1e-12)
+    np.testing.assert_allclose(compiled_grad, model.fc1.weight.grad().data(), rtol=1e-12)
+    fast(x, scale=2.0, extra=[Tensor(np.ones(2))])
+    assert fast.cache_info()["hits"] == 1
