@@ -317,3 +317,31 @@ def test_keyword_arguments_nested_outputs_and_outputs_without_gradients() -> Non
     np.testing.assert_allclose(compiled_grad, model.fc1.weight.grad().data(), rtol=1e-12)
     fast(x, scale=2.0, extra=[Tensor(np.ones(2))])
     assert fast.cache_info()["hits"] == 1
+
+
+def test_layernorm_gelu_smoothing_clipping_adam_step_compiles_exactly() -> None:
+    def make():
+        model = nn.Sequential(nn.Linear(6, 16, rng=0, dtype=np.float64),
+                              nn.LayerNorm(16, dtype=np.float64), nn.GELU(),
+                              nn.Linear(16, 3, rng=1, dtype=np.float64))
+        return model, ap.optim.Adam(model.parameters(), lr=0.01, weight_decay=0.01)
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        logits = model(Tensor(x))
+        loss = nn.cross_entropy(logits, y, label_smoothing=0.1)
+        loss.backward()
+        ap.optim.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        return loss, logits
+
+    (m1, o1), (m2, o2) = make(), make()
+    fast = ap.compile(lambda x, y: step(m2, o2, x, y))
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x, y = rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
+        (l1, z1), (l2, z2) = step(m1, o1, x, y), fast(x, y)
+        assert l2.item() == pytest.approx(l1.item(), rel=1e-9)
+        np.testing.assert_allclose(z2.data(), z1.data(), rtol=1e-9)
+    for p1, p2 in zip(m1.parameters(), m2.parameters(), strict=True):
+        np.testing.assert_allclose(p2.data(), p1.data(), rtol=1e-9, atol=1e-12)
