@@ -79,8 +79,6 @@ class _Entry:
     #: indices of the outputs that have a gradient path (and a cotangent input) backward
     cotangent_outputs: list[int] = field(default_factory=list)
     seconds: float = 0.0
-    #: the argument leaves of the current call (tensors that may join the eager graph)
-    _arg_tensors: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = self.step.n_results
@@ -106,17 +104,17 @@ class _Entry:
         for leaf, k in step.grads:
             leaf._grad = None if k is None else _wrap(outs[k], None, False)
         if self.backward is not None and STATE.grad_enabled:
-            results = self._join_graph(arrays, outs[:n], outs[len(outs) - self.n_saved:])
+            results = self._join_graph(leaves, outs[:n], outs[len(outs) - self.n_saved:])
         else:
             results = [_wrap(o, None, False) for o in outs[:n]]
         if step.structure == "tensor":
             return results[0]
         return unflatten(step.structure, iter(results))
 
-    def _join_graph(self, arrays: list, results: tuple, saved: tuple) -> list[Tensor]:
+    def _join_graph(self, leaves: list, results: tuple, saved: tuple) -> list[Tensor]:
         """Outputs that need gradients join the eager graph as nodes whose backward runs the
         compiled backward on the values the compiled forward saved."""
-        inputs = tuple(self._input_tensor(i, arrays) for i in self.wrt)
+        inputs = tuple(self._input_tensor(i, leaves) for i in self.wrt)
         tape = STATE.tape
         outs = []
         differentiable = set(self.cotangent_outputs)
@@ -133,9 +131,9 @@ class _Entry:
             outs.append(out)
         return outs
 
-    def _input_tensor(self, i: int, arrays: list) -> Tensor:
+    def _input_tensor(self, i: int, leaves: list) -> Tensor:
         kind, where = self.sources[i]
-        return where if kind == "tensor" else self._arg_tensors[where]
+        return where if kind == "tensor" else leaves[where]
 
     def _vjp(self, k: int, results: tuple, saved: tuple) -> Callable:
         backward = self.backward
@@ -184,7 +182,6 @@ class CompiledFunction:
             entry = self._compile(key, [p for p, _ in paths], values, args, kwargs)
         else:
             self.hits += 1
-        entry._arg_tensors = values
         self._last = entry
         return entry.run(values)
 
