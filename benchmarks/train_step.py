@@ -6,7 +6,8 @@ aprender eager vs aprender compiled vs a careful hand-written numpy step, side b
 
 Checks every system starts from the same weights and data and agrees on the loss, then prints
 median microseconds per step, ratios to the numpy reference, compile time and peak memory.
-PyTorch is timed too when it is installed (optional).
+PyTorch is timed too when it is installed (optional). Systems are timed in interleaved
+rounds, so the ratios compare like with like on a noisy machine.
 """
 
 from __future__ import annotations
@@ -104,20 +105,24 @@ def make_model(sizes: list[int]) -> tuple[nn.MLP, ap.optim.SGD]:
     return model, ap.optim.SGD(model.parameters(), lr=LR)
 
 
-def median_us(fn: Callable[[], object], seconds: float = 1.0) -> float:
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-6)
-    number = max(1, int(0.05 / once))
-    times = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < 7:
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number * 1e6)
-    return statistics.median(times)
+def median_us(fns: list[Callable[[], object]], seconds: float = 1.0) -> list[float]:
+    """Median microseconds per call of each function, timed in interleaved rounds so that
+    machine noise falls on every system alike."""
+    numbers = []
+    for fn in fns:
+        fn()
+        start = time.perf_counter()
+        fn()
+        numbers.append(max(1, int(0.02 / max(time.perf_counter() - start, 1e-6))))
+    times: list[list[float]] = [[] for _ in fns]
+    deadline = time.perf_counter() + seconds * len(fns)
+    while time.perf_counter() < deadline or len(times[0]) < 7:
+        for fn, number, bucket in zip(fns, numbers, times, strict=True):
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            bucket.append((time.perf_counter() - t0) / number * 1e6)
+    return [statistics.median(t) for t in times]
 
 
 def peak_kib(fn: Callable[[], object]) -> float:
@@ -145,18 +150,16 @@ def run_size(name: str, seconds: float) -> list[tuple]:
     compile_ms = (time.perf_counter() - t0) * 1e3
     losses = {"numpy": ref(x, labels), "eager": eager(x, labels).item(), "compiled": first.item()}
     assert max(losses.values()) - min(losses.values()) < 1e-4 * abs(losses["numpy"]), losses
-    rows = [("numpy (hand-written)", median_us(lambda: ref(x, labels), seconds),
-             peak_kib(lambda: ref(x, labels)), None),
-            ("aprender eager", median_us(lambda: eager(x, labels), seconds),
-             peak_kib(lambda: eager(x, labels)), None),
-            ("aprender compiled", median_us(lambda: compiled(x, labels), seconds),
-             peak_kib(lambda: compiled(x, labels)), compile_ms)]
-    rows += torch_rows(batch, sizes, x, labels, seconds)
-    return [(name, *row) for row in rows]
+    systems = [("numpy (hand-written)", lambda: ref(x, labels), None),
+               ("aprender eager", lambda: eager(x, labels), None),
+               ("aprender compiled", lambda: compiled(x, labels), compile_ms)]
+    systems += torch_systems(sizes, x, labels)
+    medians = median_us([fn for _, fn, _ in systems], seconds)
+    return [(name, system, us, peak_kib(fn) if not system.startswith("pytorch") else None, ms)
+            for (system, fn, ms), us in zip(systems, medians, strict=True)]
 
 
-def torch_rows(batch: int, sizes: list[int], x: np.ndarray, labels: np.ndarray,
-               seconds: float) -> list[tuple]:
+def torch_systems(sizes: list[int], x: np.ndarray, labels: np.ndarray) -> list[tuple]:
     try:
         import torch
     except ImportError:
@@ -178,7 +181,7 @@ def torch_rows(batch: int, sizes: list[int], x: np.ndarray, labels: np.ndarray,
         opt.step()
         return loss
 
-    return [("pytorch eager", median_us(step, seconds), None, None)]
+    return [("pytorch eager", step, None)]
 
 
 def scaling(seconds: float) -> None:
@@ -191,8 +194,8 @@ def scaling(seconds: float) -> None:
         labels = rng.integers(0, sizes[-1], batch)
         eager = aprender_step(*make_model(sizes))
         compiled = ap.compile(aprender_step(*make_model(sizes)))
-        te = median_us(lambda e=eager, a=x, y=labels: e(a, y), seconds / 2)
-        tc = median_us(lambda c=compiled, a=x, y=labels: c(a, y), seconds / 2)
+        te, tc = median_us([lambda e=eager, a=x, y=labels: e(a, y),
+                            lambda c=compiled, a=x, y=labels: c(a, y)], seconds / 2)
         print(f"{batch:>6}{te:>10.1f}{tc:>10.1f}{te / tc:>9.2f}x")
 
 
