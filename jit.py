@@ -83,13 +83,17 @@ class _Entry:
     def __post_init__(self) -> None:
         n = self.step.n_results
         self._writes = [(target, k) for k, target in enumerate(self.step.writes, start=n)]
-        self._fetch = [(kind == "arg", where) for kind, where in self.sources]
+        # a tensor's array object never changes (updates write into it), so captured inputs
+        # are looked up once; only argument slots are filled per call
+        self._template = [None if kind == "arg" else where._data for kind, where in self.sources]
+        self._arg_slots = [(i, where) for i, (kind, where) in enumerate(self.sources)
+                           if kind == "arg"]
 
     def gather(self, leaves: list[Any]) -> list[np.ndarray]:
-        arrays = []
-        for is_arg, where in self._fetch:
-            value = leaves[where] if is_arg else where
-            arrays.append(value._data if type(value) is Tensor else value)
+        arrays = self._template.copy()
+        for slot, position in self._arg_slots:
+            value = leaves[position]
+            arrays[slot] = value._data if type(value) is Tensor else value
         return arrays
 
     def run(self, leaves: list[Any]) -> Any:

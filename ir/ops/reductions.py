@@ -20,7 +20,7 @@ def _mean_dtype(dtype):
 
 def _spread(g, x, axis, keepdims):
     """Broadcast a reduction's gradient ``g`` back over the reduced axes of ``x``."""
-    if not keepdims:
+    if not keepdims and axis is not None:  # a 0-d gradient broadcasts as it is
         g = g.reshape(reduced_shape(tuple(x.shape), axis, True))
     return g.broadcast_to(tuple(x.shape))
 
