@@ -11,10 +11,11 @@ from ..ir.dump import dump_graph
 from ..ir.graph import Graph
 from ..runtime.executor import Executable
 from .codegen import Program, render
-from .passes import cse, dce, fold_constants, fuse, lower_reductions, simplify
+from .passes import cse, dce, decompose, fold_constants, fuse, lower_reductions, simplify
 
 Pass = Callable[[Graph], Graph]
-DEFAULT_PASSES: tuple[Pass, ...] = (fold_constants, simplify, lower_reductions, cse, dce, fuse)
+DEFAULT_PASSES: tuple[Pass, ...] = (fold_constants, simplify, decompose, lower_reductions, cse,
+                                     dce, fuse)
 
 
 @dataclass

@@ -275,6 +275,10 @@ class OpMethods:
         (a,) = self._axes("log_softmax", axis)
         return self._apply(reductions.LOG_SOFTMAX, (self,), {"axis": a})
 
+    def cross_entropy_rows(self, targets: Any) -> Any:
+        """Per-row cross-entropy of these logits ``[N, C]`` against target distributions."""
+        return self._apply(reductions.CROSS_ENTROPY, (self, self._coerce(targets)), _NO_ATTRS)
+
     # --- shapes --------------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Any:
         """Same elements in ``shape`` (one ``-1`` allowed)."""

@@ -82,7 +82,7 @@ def cross_entropy(logits: Tensor, labels: Any, label_smoothing: float = 0.0,
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
     targets = _class_targets(logits, labels, "cross_entropy", label_smoothing)
-    return _reduce(logits.log_softmax(1).mul(targets).sum(1).neg(), reduction, "cross_entropy")
+    return _reduce(logits.cross_entropy_rows(targets), reduction, "cross_entropy")
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, targets: Any,

@@ -16,7 +16,14 @@ from aprender import nn
 from aprender.autograd import Tensor
 from aprender.compiler import joint, lower, split
 from aprender.compiler.buffers import plan_buffers
-from aprender.compiler.passes import cse, dce, fold_constants, lower_reductions, simplify
+from aprender.compiler.passes import (
+    cse,
+    dce,
+    decompose,
+    fold_constants,
+    lower_reductions,
+    simplify,
+)
 from aprender.ir import Graph, Node, Value, get_op
 from aprender.ir.graph import FusedNode
 from aprender.runtime.executor import ExecutionError
@@ -189,6 +196,20 @@ def test_lower_reductions_uses_gemv_for_leading_sums_and_divides_means() -> None
     assert "dot(c0, v_x, out=None)" in lower(lowered, passes=()).source
 
 
+def test_decompose_splits_cross_entropy_and_reuses_log_softmax_for_softmax() -> None:
+    z, t = Value("z", (4, 3), np.float64), Value("t", (4, 3), np.float64)
+    loss, p = Value("loss", (4,), np.float64), Value("p", (4, 3), np.float64)
+    g = _g(_node("cross_entropy", [z, t], loss), _node("softmax", [z], p, axis=1),
+           inputs=[z, t], outputs=[loss, p])
+    out = decompose(g).verify()
+    assert [n.op.name for n in out.nodes] == ["log_softmax", "mul", "sum", "neg", "exp"]
+    assert out.nodes[4].inputs[0] is out.nodes[0].out
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal((4, 3)), rng.dirichlet(np.ones(3), 4)]
+    for a, b in zip(out.evaluate(*data), g.evaluate(*data), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
 def test_simplify_keeps_dtype_changing_and_negative_zero_identities() -> None:
     x = Value("x", (2,), np.float32)
     one64, nz = Value("one64", (), np.float64), Value("nz", (), np.float32)
@@ -217,7 +238,7 @@ def test_fusion_groups_and_buffer_counts_on_an_mlp_training_loss() -> None:
     final = compiled.graph
     groups = [n for n in final.nodes if isinstance(n, FusedNode)]
     assert [[b.op.name for b in grp.body] for grp in groups] == [
-        ["add", "relu"], ["add", "relu"], ["exp", "mul", "sub"], ["gt", "mul"], ["gt", "mul"]]
+        ["add", "relu"], ["add", "relu"], ["exp", "sub", "mul"], ["gt", "mul"], ["gt", "mul"]]
     assert [len(g.outs) for g in groups] == [2, 2, 1, 1, 1]  # add_* is read again by backward
     assert "fused[2 ops]" in str(final) and "    | relu_2" in str(final)
     assert compiled.program.plan.allocations == 12
@@ -280,8 +301,8 @@ def test_stages_print_each_pass_with_time_and_the_source() -> None:
     _, _, _, graph = _mlp_loss_graph()
     compiled = lower(joint(graph, graph.inputs[1:]))
     names = [s.name for s in compiled.stages]
-    assert names == ["input", "fold_constants", "simplify", "lower_reductions", "cse", "dce",
-                     "fuse", "codegen"]
+    assert names == ["input", "fold_constants", "simplify", "decompose", "lower_reductions",
+                     "cse", "dce", "fuse", "codegen"]
     text = compiled.print_stages()
     assert "# after simplify (" in text and " ms)" in text and "def build(np" in text
 

@@ -66,7 +66,7 @@ def test_train_digits_short_run_reaches_90_percent(tmp_path) -> None:
 def test_inspect_ir_prints_graphs_and_writes_dot(tmp_path) -> None:
     out = _run("inspect_ir.py", str(tmp_path))
     assert "graph mlp(x: f32[8,4], model.fc1.weight: f32[4,16]" in out
-    assert "log_softmax_10: f32[8,3] = log_softmax add_7 [axis=1]" in out
+    assert "cross_entropy_10: f32[8] = cross_entropy add_7, one_hot_9" in out
     assert "one_hot_9: f32[8,3] = one_hot const_8 [num_classes=3, dtype=float32]" in out
     interp, eager = re.search(r"reference interpreter: ([0-9.]+)\s+eager: ([0-9.]+)", out).groups()
     assert interp == eager

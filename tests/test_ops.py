@@ -80,6 +80,8 @@ CASES = [
     Case("softmax_1d", lambda x: x.softmax(), _softmax, ((5,),)),
     Case("log_softmax", lambda x: x.log_softmax(),
          lambda x: np.log(_softmax(x)), ((3, 4),)),
+    Case("cross_entropy_rows", lambda z, t: z.cross_entropy_rows(t),
+         lambda z, t: -(t * np.log(_softmax(z))).sum(1), ((3, 4), (3, 4)), _uniform(0.1, 2)),
     Case("sum", lambda x: x.sum(), np.sum, ((3, 4),)),
     Case("sum_axis0", lambda x: x.sum_axis(0), lambda x: x.sum(0), ((3, 4),)),
     Case("sum_axis1_keep", lambda x: x.sum_axis(1, keepdims=True),
@@ -208,8 +210,8 @@ def test_reductions_over_random_axes(shape, data) -> None:
 
 def test_every_registered_op_has_a_case_or_is_covered_indirectly() -> None:
     covered = {"neg", "exp", "log", "sqrt", "pow", "abs", "relu", "leaky_relu", "sigmoid", "tanh",
-               "gelu",
-               "softplus", "clip", "softmax", "log_softmax", "sum", "mean", "max", "reshape",
+               "gelu", "softplus", "clip", "softmax", "cross_entropy", "log_softmax", "sum",
+               "mean", "max", "reshape",
                "transpose", "broadcast_to", "sum_to", "getitem", "add", "sub", "mul", "div",
                "power", "maximum", "minimum", "where", "matmul", "concat", "stack", "astype",
                "constant",  # traced constants: tests/test_ir.py

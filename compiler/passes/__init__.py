@@ -2,9 +2,10 @@
 
 from .cse import cse
 from .dce import dce
+from .decompose import decompose
 from .fold import fold_constants
 from .fuse import fuse
 from .reductions import lower_reductions
 from .simplify import simplify
 
-__all__ = ["cse", "dce", "fold_constants", "fuse", "lower_reductions", "simplify"]
+__all__ = ["cse", "dce", "decompose", "fold_constants", "fuse", "lower_reductions", "simplify"]

@@ -146,3 +146,41 @@ LOG_SOFTMAX = register(OpDef(
     template="subtract((_s := subtract({{ x[0] }}, maximum.reduce({{ x[0] }}, axis={{ a.axis }}, "
              "keepdims=True), out={{ out }})), log(add.reduce(exp(_s), axis={{ a.axis }}, "
              "keepdims=True)), out={{ out }})"))
+
+
+def _cross_entropy_impl(logits, targets):
+    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.add.reduce(np.exp(shifted), axis=1, keepdims=True))
+    return np.negative(np.add.reduce(log_probs * targets, axis=1))
+
+
+def _cross_entropy_vjp(g, out, x, at, needs):
+    # loss_i = -sum_j t_ij log_softmax(z)_ij:
+    #   d/dz_ij = softmax(z)_ij * sum_k t_ik - t_ij,   d/dt_ij = -log_softmax(z)_ij
+    logits, targets = x
+    g_col = g.reshape((g.shape[0], 1))
+    d_logits = d_targets = None
+    if needs[0]:
+        mass = targets.sum(axis=1, keepdims=True)
+        d_logits = logits.softmax(1).mul(mass).sub(targets).mul(g_col)
+    if needs[1]:
+        d_targets = logits.log_softmax(1).neg().mul(g_col)
+    return d_logits, d_targets
+
+
+def _cross_entropy_infer(logits, targets):
+    if len(logits.shape) != 2 or tuple(logits.shape) != tuple(targets.shape):
+        raise ValueError(f"needs logits and targets of one shape [N, C], got "
+                         f"{list(logits.shape)} and {list(targets.shape)}")
+    return (logits.shape[0],), np.result_type(logits.dtype, targets.dtype)
+
+
+CROSS_ENTROPY = register(OpDef(
+    name="cross_entropy", kind="other", impl=_cross_entropy_impl, infer=_cross_entropy_infer,
+    vjp=_cross_entropy_vjp, save_inputs=True,
+    doc="per-row cross-entropy -sum_j t_ij log_softmax(z)_ij of logits [N, C] and target "
+        "distributions [N, C], computed stably",
+    # the kernel's numpy calls, reusing one scratch array (_s) for the [N, C] steps
+    template="negative(add.reduce(multiply(subtract((_s := subtract({{ x[0] }}, maximum.reduce("
+             "{{ x[0] }}, axis=1, keepdims=True))), log(add.reduce(exp(_s), axis=1, "
+             "keepdims=True)), out=_s), {{ x[1] }}), axis=1), out={{ out }})"))
