@@ -210,6 +210,17 @@ def test_decompose_splits_cross_entropy_and_reuses_log_softmax_for_softmax() -> 
         np.testing.assert_allclose(a, b, rtol=1e-13)
 
 
+def test_simplify_knows_one_hot_rows_sum_to_one() -> None:
+    y = Value("y", (4,), np.int64)
+    h, s = Value("h", (4, 3), np.float32), Value("s", (4, 1), np.float32)
+    g = _g(_node("one_hot", [y], h, num_classes=3, dtype=np.dtype(np.float32)),
+           _node("sum", [h], s, axis=(1,), keepdims=True), inputs=[y], outputs=[s])
+    out = dce(simplify(g))
+    assert [n.op.name for n in out.nodes] == ["constant"]
+    np.testing.assert_array_equal(out.evaluate(np.array([0, 2, 1, 1]))[0],
+                                  g.evaluate(np.array([0, 2, 1, 1]))[0])
+
+
 def test_simplify_keeps_dtype_changing_and_negative_zero_identities() -> None:
     x = Value("x", (2,), np.float32)
     one64, nz = Value("one64", (), np.float64), Value("nz", (), np.float32)

@@ -5,7 +5,9 @@ x*1, 1*x, x/1, x+0, 0+x, x-0 -> x; neg(neg x) -> x; transpose of transpose -> on
 value already is -> the value; an element-wise operand ``broadcast_to(y)`` -> ``y`` when numpy
 broadcasting gives the same result (the broadcasts of ones from sum/mean backward);
 ``sum_to`` that only sums leading axes (bias gradients) -> ``sum`` over those axes, which the
-code generator writes with ``out=``. Every rule keeps the result's shape and dtype.
+code generator writes with ``out=``; the row sums of a ``one_hot`` -> ones (its kernel raises
+on a label out of range, so every row it returns holds exactly one 1). Every rule keeps the
+result's shape and dtype.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def _rewrite(node: Node, producers: dict[int, Node]) -> Value | Node | None:
             if c is not None and np.all(c == unit) and _same_type(other, out) and \
                     not (unit == 0.0 and np.signbit(c).any()):
                 return other
+    if name == "sum" and node.attrs["axis"] == (len(x[0].shape) - 1,):
+        inner = producers.get(id(x[0]))
+        if inner is not None and inner.op.name == "one_hot":
+            return Node(CONSTANT, (), {"value": np.ones(out.shape, out.dtype)}, out=out,
+                        src=node.src, tag=node.tag)
     if name == "sum_to":
         lead = len(x[0].shape) - len(out.shape)
         if lead > 0 and x[0].shape[lead:] == out.shape:
