@@ -214,28 +214,43 @@ class GraphBuilder:
             self.tag = "update"
 
 
-def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
-    """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
-    from_args, names = named_tensors(fn, args, kwargs)
+def _run_recorded(fn: Callable, args: tuple, kwargs: dict, staging: Staging | None) -> tuple:
+    """Run ``fn`` with every op (and, with ``staging``, every side effect) recorded; returns
+    its result and the recorded nodes/events. The thread's tracing state is restored."""
     st = STATE
-    saved = (st.tape, st.tracing, st.record_src)
-    st.tape, st.tracing, st.record_src = Tape(), [], True
+    events: list = staging.events if staging is not None else []
+    saved = (st.tape, st.tracing, st.record_src, st.staging)
+    st.tape, st.tracing, st.record_src, st.staging = Tape(), events, True, staging
     try:
-        result = fn(*args, **kwargs)
-        recorded = st.tracing
+        return fn(*args, **kwargs), events
     finally:
-        st.tape, st.tracing, st.record_src = saved
-    outputs, structure = flatten(result)
+        st.tape, st.tracing, st.record_src, st.staging = saved
+
+
+def _builder(fn: Callable, from_args: list[int], names: dict) -> GraphBuilder:
     builder = GraphBuilder(_fn_name(fn), names)
     for key in from_args:  # arguments come first, in signature order, used or not
         builder.value_of(names[key][1])
-    for node in recorded:
-        builder.add(node)
-    builder.graph.outputs = [builder.value_of(t) for t in outputs]
+    return builder
+
+
+def _finish(builder: GraphBuilder, structure: Any) -> Graph:
     builder.graph.meta["outputs"] = structure_text(structure)
     graph = builder.graph.verify()
     dump_graph(graph)
     return graph
+
+
+def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
+    """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
+    from_args, names = named_tensors(fn, args, kwargs)
+    result, recorded = _run_recorded(fn, args, kwargs, None)
+    outputs, structure = flatten(result)
+    builder = _builder(fn, from_args, names)
+    for node in recorded:
+        builder.add(node)
+    builder.graph.outputs = [builder.value_of(t) for t in outputs]
+    return _finish(builder, structure)
 
 
 @dataclass
@@ -257,20 +272,14 @@ def trace_step(fn: Callable, args: tuple, kwargs: dict,
     """Trace ``fn`` for compile(): like ``trace`` but in-place updates and ``backward()`` are
     recorded as events and undone afterwards, and reading values is an error."""
     from_args, names = named_tensors(fn, args, kwargs)
-    st = STATE
-    events: list = []
-    staging = Staging(events)
+    staging = Staging([])
     for _, t in names.values():
         if t.is_leaf():
             staging.before_grad_change(t)
-    saved = (st.tape, st.tracing, st.record_src, st.staging)
-    st.tape, st.tracing, st.record_src, st.staging = Tape(), events, True, staging
     try:
-        result = fn(*args, **kwargs)
+        result, events = _run_recorded(fn, args, kwargs, staging)
         outputs, structure = flatten(result)
-        builder = GraphBuilder(_fn_name(fn), names)
-        for key in from_args:
-            builder.value_of(names[key][1])
+        builder = _builder(fn, from_args, names)
         has_backward = False
         for event in events:
             has_backward |= isinstance(event, tuple) and event[0] == "backward"
@@ -279,7 +288,7 @@ def trace_step(fn: Callable, args: tuple, kwargs: dict,
         writes = [t for t, _ in builder.writes.values()]
         builder.graph.outputs += [v for _, v in builder.writes.values()]
         grads: list[tuple[Tensor, int | None]] = []
-        for leaf in staging.grad_leaves():
+        for leaf in staging.grad_leaves():  # gradients as the step leaves them
             final = leaf._grad
             if final is staging.original_grad(leaf):
                 continue
@@ -289,13 +298,9 @@ def trace_step(fn: Callable, args: tuple, kwargs: dict,
                 grads.append((leaf, len(builder.graph.outputs)))
                 builder.graph.outputs.append(builder.value_of(final))
     finally:
-        st.tape, st.tracing, st.record_src, st.staging = saved
         staging.restore()
-    builder.graph.meta["outputs"] = structure_text(structure)
-    graph = builder.graph.verify()
-    dump_graph(graph)
-    return StepTrace(graph, builder.input_tensors, structure, len(outputs), writes, grads,
-                     has_backward)
+    return StepTrace(_finish(builder, structure), builder.input_tensors, structure,
+                     len(outputs), writes, grads, has_backward)
 
 
 def current_graph() -> Graph:
