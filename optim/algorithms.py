@@ -42,7 +42,7 @@ class SGD(Optimizer):
             else:
                 buf.mul_(self.momentum).add_(d_p)
             d_p = d_p.add(buf.mul(self.momentum)) if self.nesterov else buf
-        p.sub_(d_p.mul(self.lr_as(p)))
+        p.sub_(d_p, alpha=self.lr_as(p))
 
 
 def _bias_corrections(step: Tensor, beta1: float, beta2: float,
@@ -92,7 +92,7 @@ class Adam(Optimizer):
             vmax.assign(vmax.maximum(v))
             v = vmax
         denom = v.sqrt().div(bc2_sqrt).add(self.eps)
-        p.sub_(m.div(denom).mul(lr.div(bc1)))
+        p.sub_(m.div(denom), alpha=lr.div(bc1))
 
 
 class AdamW(Adam):
@@ -142,6 +142,6 @@ class RMSprop(Optimizer):
         if self.momentum:
             buf = state["momentum_buffer"]
             buf.mul_(self.momentum).add_(grad.div(avg))
-            p.sub_(buf.mul(lr))
+            p.sub_(buf, alpha=lr)
         else:
-            p.sub_(grad.div(avg).mul(lr))
+            p.sub_(grad.div(avg), alpha=lr)

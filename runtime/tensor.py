@@ -424,16 +424,25 @@ class Tensor(OpMethods):
         STATE.tracing.append(("mutate", self, new))
         return self
 
-    def sub_(self, other: Any, alpha: float = 1.0) -> Tensor:
-        """``self -= alpha * other`` in place (a leaf, under ``no_grad``)."""
-        if alpha != 1.0:
-            other = self._coerce(other).mul(alpha)
+    def _scaled(self, other: Any, alpha: Any) -> Any:
+        """``alpha * other`` for an update: recorded inside a compile trace, plain numpy (no
+        graph node, no Tensor) otherwise."""
+        if STATE.staging is not None:
+            return self._coerce(other).mul(alpha)
+        value = other._data if isinstance(other, Tensor) else np.asarray(other)
+        return np.multiply(value, alpha._data if isinstance(alpha, Tensor) else alpha)
+
+    def sub_(self, other: Any, alpha: float | Tensor = 1.0) -> Tensor:
+        """``self -= alpha * other`` in place (a leaf, under ``no_grad``); ``alpha`` may be a
+        0-d tensor (a learning rate that a compiled step takes as input)."""
+        if isinstance(alpha, Tensor) or alpha != 1.0:
+            other = self._scaled(other, alpha)
         return self._inplace("sub_", np.subtract, other)
 
-    def add_(self, other: Any, alpha: float = 1.0) -> Tensor:
+    def add_(self, other: Any, alpha: float | Tensor = 1.0) -> Tensor:
         """``self += alpha * other`` in place."""
-        if alpha != 1.0:
-            other = self._coerce(other).mul(alpha)
+        if isinstance(alpha, Tensor) or alpha != 1.0:
+            other = self._scaled(other, alpha)
         return self._inplace("add_", np.add, other)
 
     def mul_(self, other: Any) -> Tensor:
