@@ -45,22 +45,28 @@ def _leaves(obj: Any, path: str, out: list[tuple[str, Any]]) -> None:
         out.append((path, obj))
 
 
+_CONTAINERS = frozenset({list, tuple, dict})
+
+
 def _spec(leaf: Any) -> tuple:
-    if isinstance(leaf, Tensor):
-        return ("tensor", leaf.shape, leaf.dtype.str, leaf._rg)
-    if isinstance(leaf, np.ndarray):
-        return ("array", leaf.shape, leaf.dtype.str)
+    """The cache-key part of one argument leaf (kept cheap: it runs on every call)."""
+    kind = type(leaf)
+    if kind is np.ndarray or isinstance(leaf, np.ndarray):
+        return ("array", leaf.shape, leaf.dtype)
+    if kind is Tensor or isinstance(leaf, Tensor):
+        data = leaf._data
+        return ("tensor", data.shape, data.dtype, leaf._rg)
     if isinstance(leaf, _SCALARS) or leaf is None:
-        return ("scalar", type(leaf).__name__, leaf)
+        return ("scalar", kind.__name__, leaf)
     return ("object", id(leaf))
 
 
 def _describe(field_name: str, spec: tuple) -> str:
     kind = spec[0]
     if kind == "tensor":
-        return f"{field_name}: tensor {spec[2]}{list(spec[1])} requires_grad={spec[3]}"
+        return f"{field_name}: tensor {spec[2].str}{list(spec[1])} requires_grad={spec[3]}"
     if kind == "array":
-        return f"{field_name}: array {spec[2]}{list(spec[1])}"
+        return f"{field_name}: array {spec[2].str}{list(spec[1])}"
     if kind == "scalar":
         return f"{field_name}: {spec[1]} {spec[2]!r}"
     return f"{field_name}: object #{spec[1]}"
@@ -170,7 +176,7 @@ class CompiledFunction:
         self.miss_reasons: list[str] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs or any(isinstance(a, list | tuple | dict) for a in args):
+        if kwargs or any(type(a) in _CONTAINERS for a in args):
             leaves: list[tuple[str, Any]] = []
             _leaves(args, "args", leaves)
             _leaves(kwargs, "kwargs", leaves)
