@@ -21,14 +21,22 @@ from aprender.autograd import Tensor, no_grad
 
 def median_us(fn: Callable[[], object], repeat: int, number: int) -> float:
     """Median over ``repeat`` runs of the mean time of ``number`` calls, in microseconds."""
-    fn()
-    times = []
+    return interleaved_us([fn], repeat, number)[0]
+
+
+def interleaved_us(fns: list[Callable[[], object]], repeat: int, number: int) -> list[float]:
+    """Like ``median_us`` for several functions, timed in alternating rounds so that machine
+    noise falls on each alike."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - start) / number * 1e6)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            bucket.append((time.perf_counter() - start) / number * 1e6)
+    return [statistics.median(t) for t in times]
 
 
 def op_table(repeat: int, number: int) -> list[tuple[str, float, float]]:
@@ -53,8 +61,7 @@ def op_table(repeat: int, number: int) -> list[tuple[str, float, float]]:
     ]
     rows = []
     for name, eager, bare in cases:
-        t_eager = median_us(eager, repeat, number)
-        t_bare = median_us(bare, repeat, number)
+        t_bare, t_eager = interleaved_us([bare, eager], repeat, number)
         rows.append((name, t_bare, t_eager))
     ap.clear_graph()
     return rows
@@ -124,8 +131,9 @@ def step_table(repeat: int, number: int) -> tuple[float, float, float, float]:
     loss_np = numpy_step([p.copy() for p in ref], x, labels, lr)
     loss_eager = eager_step([Tensor(p).requires_grad() for p in ref], tx, labels, rows, lr)
     assert abs(loss_np - loss_eager) < 1e-5 * max(1.0, abs(loss_np)), (loss_np, loss_eager)
-    t_np = median_us(lambda: numpy_step(ref, x, labels, lr), repeat, number)
-    t_eager = median_us(lambda: eager_step(tensors, tx, labels, rows, lr), repeat, number)
+    t_np, t_eager = interleaved_us([lambda: numpy_step(ref, x, labels, lr),
+                                    lambda: eager_step(tensors, tx, labels, rows, lr)],
+                                   repeat, number)
     return t_np, t_eager, loss_np, loss_eager
 
 
