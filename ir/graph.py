@@ -123,6 +123,15 @@ def format_attr(value: Any) -> str:
     return repr(value)
 
 
+def unique_name(base: str, used: set[str]) -> str:
+    """``base``, else ``base_1``, ``base_2``, ...: the first name not in ``used`` (added to it)."""
+    name, k = base, 1
+    while name in used:
+        name, k = f"{base}_{k}", k + 1
+    used.add(name)
+    return name
+
+
 def short_src(src: str | None) -> str:
     """``file.py:12: code`` from a full ``/path/to/file.py:12: code`` location."""
     if not src:

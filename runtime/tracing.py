@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import GraphError, with_location
 from ..ir.dump import dump_graph
-from ..ir.graph import Graph, Node, Value
+from ..ir.graph import Graph, Node, Value, unique_name
 from ..ir.ops.sources import CONSTANT
 from .staging import Staging
 from .state import STATE, Tape
@@ -154,11 +154,7 @@ class GraphBuilder:
         self.tag = ""
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.used:
-            name, k = f"{base}_{k}", k + 1
-        self.used.add(name)
-        return name
+        return unique_name(base, self.used)
 
     def _input(self, t: Tensor, name: str) -> Value:
         value = Value(self.fresh(name), t.shape, t.dtype)

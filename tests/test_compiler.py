@@ -196,6 +196,15 @@ def test_lower_reductions_uses_gemv_for_leading_sums_and_divides_means() -> None
     assert "dot(c0, v_x, out=None)" in lower(lowered, passes=()).source
 
 
+def test_lower_reductions_names_never_collide() -> None:
+    x = Value("x", (4, 3), np.float64)
+    taken, m = Value("m_sum", (), np.float64), Value("m", (), np.float64)
+    g = _g(_node("sum", [x], taken, axis=None, keepdims=False),
+           _node("mean", [x], m, axis=None, keepdims=False), inputs=[x], outputs=[taken, m])
+    lowered = lower_reductions(g).verify()  # a second "m_sum" would fail verification
+    assert "m_sum_1" in {n.out.name for n in lowered.nodes}
+
+
 def test_decompose_splits_cross_entropy_and_reuses_log_softmax_for_softmax() -> None:
     z, t = Value("z", (4, 3), np.float64), Value("t", (4, 3), np.float64)
     loss, p = Value("loss", (4,), np.float64), Value("p", (4, 3), np.float64)

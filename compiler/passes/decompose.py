@@ -10,7 +10,7 @@ shared intermediates.
 
 from __future__ import annotations
 
-from ...ir.graph import Graph, Node, Value
+from ...ir.graph import Graph, Node, Value, unique_name
 from ...ir.registry import get_op
 
 
@@ -23,13 +23,7 @@ def decompose(graph: Graph) -> Graph:
     def emit(op: str, inputs: tuple, attrs: dict, like: Node, out: Value | None = None) -> Value:
         if out is None:
             shape, dtype = get_op(op).infer(*inputs, **attrs)
-            base, k = f"{like.out.name}_{op}", 0
-            name = base
-            while name in names:
-                k += 1
-                name = f"{base}_{k}"
-            names.add(name)
-            out = Value(name, shape, dtype)
+            out = Value(unique_name(f"{like.out.name}_{op}", names), shape, dtype)
         nodes.append(Node(get_op(op), inputs, attrs, out=out, src=like.src, tag=like.tag))
         return out
 

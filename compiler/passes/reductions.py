@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ...ir.graph import Graph, Node, Value
+from ...ir.graph import Graph, Node, Value, unique_name
 from ...ir.ops.sources import CONSTANT
 from ...ir.registry import get_op
 
@@ -22,12 +22,7 @@ def lower_reductions(graph: Graph) -> Graph:
     names = {v.name for v in graph.inputs} | {n.out.name for n in graph.nodes}
 
     def constant(base: str, array: np.ndarray, like: Node) -> Value:
-        name, k = base, 0
-        while name in names:
-            k += 1
-            name = f"{base}_{k}"
-        names.add(name)
-        value = Value(name, array.shape, array.dtype)
+        value = Value(unique_name(base, names), array.shape, array.dtype)
         nodes.append(Node(CONSTANT, (), {"value": array}, out=value, tag=like.tag))
         return value
 
@@ -41,8 +36,8 @@ def lower_reductions(graph: Graph) -> Graph:
         elif node.op.name == "mean" and x.dtype.kind == "f" and node.out.dtype == x.dtype:
             axis = node.attrs["axis"]
             count = math.prod(x.shape) if axis is None else math.prod(x.shape[a] for a in axis)
-            total = Value(f"{node.out.name}_sum", node.out.shape, node.out.dtype)
-            names.add(total.name)
+            total = Value(unique_name(f"{node.out.name}_sum", names), node.out.shape,
+                          node.out.dtype)
             nodes.append(Node(get_op("sum"), (x,), dict(node.attrs), out=total, src=node.src,
                               tag=node.tag))
             n = constant(f"count_{count}", np.array(count, dtype=x.dtype), node)
