@@ -64,7 +64,8 @@ def flatten(graph: Graph) -> tuple[list[Node], dict[int, int]]:
 
 def writes_out(node: Node) -> bool:
     """Whether the op's template writes into an ``out=`` buffer."""
-    return bool(node.op.template) and "out" in node.op.template and not node.op.aliases_input
+    template = node.op.template
+    return bool(template) and "{{ out }}" in template and not node.op.aliases_input
 
 
 def plan_buffers(graph: Graph) -> BufferPlan:

@@ -162,9 +162,10 @@ def render(graph: Graph, plan: BufferPlan | None = None) -> Program:
         graph_name=comment(graph.name), n_ops=len(body), n_buffers=len(plan.buffers),
         bindings=r.bindings, fn_name=fn_name, params=params, body=body, returns=returns)
     line_map = {}
-    lines = source.splitlines()
-    for line_no, text in enumerate(lines, start=1):
-        for item in body:
-            if text.strip().startswith(item["code"]):
-                line_map[line_no] = (item["node"].out.name, item["node"].src or "")
+    pending = iter(body)  # statements appear in the source in body order
+    item = next(pending, None)
+    for line_no, text in enumerate(source.splitlines(), start=1):
+        if item is not None and text.strip().startswith(item["code"]):
+            line_map[line_no] = (item["node"].out.name, item["node"].src or "")
+            item = next(pending, None)
     return Program(source, fn_name, plan.buffers, r.consts, r.kernels, line_map, plan)

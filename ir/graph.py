@@ -74,11 +74,19 @@ class Node:
         return f"<node {self.op.name}>"
 
 
+def run_nodes(nodes: list[Node], env: dict[int, np.ndarray]) -> None:
+    """Run ``nodes`` with the registry's kernels, reading and writing ``env`` (id -> array)."""
+    for node in nodes:
+        result = node.op.impl(*[env[id(v)] for v in node.inputs], **node.attrs)
+        if isinstance(node, FusedNode):
+            env.update((id(v), r) for v, r in zip(node.outs, result, strict=True))
+        else:
+            env[id(node.out)] = np.asarray(result)
+
+
 def _fused_impl(*arrays: np.ndarray, group: FusedNode) -> tuple[np.ndarray, ...]:
     env = {id(v): a for v, a in zip(group.inputs, arrays, strict=True)}
-    for node in group.body:
-        env[id(node.out)] = np.asarray(node.op.impl(*[env[id(v)] for v in node.inputs],
-                                                    **node.attrs))
+    run_nodes(group.body, env)
     return tuple(env[id(v)] for v in group.outs)
 
 
@@ -207,12 +215,7 @@ class Graph:
                                 f"{type_str(value.shape, value.dtype)}, got "
                                 f"{type_str(array.shape, array.dtype)}")
             env[id(value)] = array
-        for node in self.nodes:
-            result = node.op.impl(*[env[id(v)] for v in node.inputs], **node.attrs)
-            if isinstance(node, FusedNode):
-                env.update((id(v), r) for v, r in zip(node.outs, result, strict=True))
-            else:
-                env[id(node.out)] = np.asarray(result)
+        run_nodes(self.nodes, env)
         return [env[id(v)] for v in self.outputs]
 
     def to_json(self) -> str:
