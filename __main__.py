@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -12,27 +13,57 @@ from .errors import AprenderError
 from .ir.graph import Graph
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped as ``repr`` does."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _escape_names(graph: Graph) -> None:
+    """Make every string a loaded graph got from its file printable (names, source lines)."""
+    graph.name = _printable(graph.name)
+    for v in [*graph.inputs, *(n.out for n in graph.nodes)]:
+        v.name = _printable(v.name)
+    for node in graph.nodes:
+        node.src = node.src and _printable(node.src)
+
+
+def _renderer() -> str | None:
+    """Graphviz's ``dot`` on PATH, else ``graphviz-pure`` (the PyPI package of that name) next
+    to this Python or on PATH."""
+    return (shutil.which("dot")
+            or shutil.which("graphviz-pure", path=os.path.dirname(sys.executable))
+            or shutil.which("graphviz-pure"))
+
+
+def _fail(message: str) -> int:
+    print(f"aprender show: {_printable(message)}", file=sys.stderr)
+    return 2
+
+
 def show(path: str, fmt: str, output: str | None) -> int:
     """Render a dumped JSON graph; returns the process exit code."""
     try:
-        graph = Graph.from_json(Path(path).read_text())
+        graph = Graph.from_json(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        return _fail(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})")
     except (OSError, AprenderError) as e:
-        print(f"aprender show: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    _escape_names(graph)
     if fmt == "text":
         text = str(graph) + "\n"
     elif fmt == "dot":
         text = graph.to_dot()
     else:
-        dot = shutil.which("dot")
-        if dot is None:
-            print(f"aprender show: --format {fmt} needs Graphviz's `dot` program, which is not "
-                  f"installed (e.g. `apt install graphviz`); --format dot writes the DOT text",
-                  file=sys.stderr)
-            return 2
+        program = _renderer()
+        if program is None:
+            return _fail(f"--format {fmt} needs Graphviz's `dot` program, which is not installed "
+                         f"(e.g. `apt install graphviz`, or `pip install graphviz-pure`); "
+                         f"--format dot writes the DOT text")
         target = output or str(Path(path).with_suffix(f".{fmt}"))
-        subprocess.run([dot, f"-T{fmt}", "-o", target], input=graph.to_dot(), text=True,
-                       check=True)
+        done = subprocess.run([program, f"-T{fmt}", "-o", target], input=graph.to_dot(),
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            return _fail(f"{Path(program).name} failed: {done.stderr.strip()}")
         print(target)
         return 0
     if output:

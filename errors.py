@@ -34,6 +34,10 @@ class GraphError(AprenderError, RuntimeError):
     """A misuse of the recorded graph: backward on a cleared graph, a stale in-place value, ..."""
 
 
+class CompileError(AprenderError, RuntimeError):
+    """``compile`` cannot give the eager result for this call, and says why."""
+
+
 class StateDictError(AprenderError, KeyError):
     """A state dict with missing, unexpected or mis-shaped entries."""
 

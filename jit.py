@@ -1,257 +1,287 @@
-"""``compile(fn_or_module)``: cached, guarded compiled functions and whole training steps.
+"""``compile(fn_or_module)``: guarded, cached compiled functions and whole training steps.
 
-The first call for each cache key traces ``fn`` (changing no user object), derives the
-backward graph symbolically where ``fn`` calls ``backward()``, lowers the graph through the
-compiler and keeps the generated code; later calls with the same key run that code.
+The rule: a compiled call returns what the eager call would have returned and leaves every
+object as the eager call would have left it, or raises a ``CompileError`` saying why not.
 
-Cache key: shapes, dtypes and ``requires_grad`` of tensor arguments, shapes and dtypes of
-numpy arrays, values of Python scalars, and the grad mode. Tensors reached from closures,
-globals and module attributes are inputs by reference (updating a parameter, ``opt.lr`` or an
-optimizer's state changes the next result without recompiling).
+A call's *key* is the structure of its arguments (containers, keys, keyword names) with each
+leaf's kind: tensors and arrays by shape, dtype and ``requires_grad``, scalars and strings by
+value, modules/optimizers/functions by identity; plus the grad mode. Each key holds entries
+whose *guards* (see ``runtime.guards``) check what the trace read from the objects it walked.
+A miss traces ``fn`` (changing no user object), lowers the graph and caches the entry; a hit
+gathers the input arrays, runs the generated code, writes updates back into the call's tensors,
+sets gradients and builds the results.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from weakref import ref as _weakref
 
 import numpy as np
 
 from .compiler.autodiff import joint, split
 from .compiler.pipeline import CompiledGraph, lower
-from .errors import GraphError, with_location
+from .errors import AprenderError, CompileError, GraphError, with_location
 from .ir.graph import Graph, Node
+from .ir.ops.sources import CONSTANT
 from .ir.registry import OpDef
+from .runtime import pytree
+from .runtime.checking import run_checked
+from .runtime.guards import GuardSet
 from .runtime.state import STATE
 from .runtime.tensor import Tensor, _wrap
-from .runtime.tracing import GraphBuilder, StepTrace, trace_step, unflatten
-
-_SCALARS = (bool, int, float)
-
-
-def _leaves(obj: Any, path: str, out: list[tuple[str, Any]]) -> None:
-    """Flatten arguments into ``(path, leaf)``; leaves are tensors, arrays and scalars."""
-    if isinstance(obj, list | tuple):
-        for i, item in enumerate(obj):
-            _leaves(item, f"{path}[{i}]", out)
-    elif isinstance(obj, dict):
-        for k, item in obj.items():
-            _leaves(item, f"{path}[{k!r}]", out)
-    else:
-        out.append((path, obj))
+from .runtime.tracing import (
+    GraphBuilder,
+    Result,
+    StateChange,
+    StepTrace,
+    _fn_name,
+    _parameter_names,
+    trace_step,
+)
+from .runtime.walk import SCALARS, reach
 
 
-_CONTAINERS = frozenset({list, tuple, dict})
-
-
-def _spec(leaf: Any) -> tuple:
-    """The cache-key part of one argument leaf (kept cheap: it runs on every call)."""
-    kind = type(leaf)
-    if kind is np.ndarray or isinstance(leaf, np.ndarray):
-        return ("array", leaf.shape, leaf.dtype)
-    if kind is Tensor or isinstance(leaf, Tensor):
-        data = leaf._data
-        return ("tensor", data.shape, data.dtype, leaf._rg)
-    if isinstance(leaf, _SCALARS) or leaf is None:
-        return ("scalar", kind.__name__, leaf)
-    return ("object", id(leaf))
-
-
-def _describe(field_name: str, spec: tuple) -> str:
-    kind = spec[0]
-    if kind == "tensor":
-        return f"{field_name}: tensor {spec[2].str}{list(spec[1])} requires_grad={spec[3]}"
-    if kind == "array":
-        return f"{field_name}: array {spec[2].str}{list(spec[1])}"
-    if kind == "scalar":
-        return f"{field_name}: {spec[1]} {spec[2]!r}"
-    return f"{field_name}: object #{spec[1]}"
+def _borrowed(graph: Graph) -> set[int]:
+    """Output positions whose arrays may be a graph input's or a constant's (or views of them):
+    returned to the user, they must be copied, or a later write would reach them."""
+    shared = {id(v) for v in graph.inputs}
+    for node in graph.nodes:
+        if node.op is CONSTANT or (node.op.aliases_input and id(node.inputs[0]) in shared):
+            shared.add(id(node.out))
+    return {k for k, v in enumerate(graph.outputs) if id(v) in shared}
 
 
 @dataclass
-class _Entry:
-    """One compiled variant: how to gather inputs, the code, how to deliver results."""
+class _Call:
+    """What a compiled forward's backward needs from one call."""
 
-    step: StepTrace
-    sources: list[tuple[str, Any]]  # ("arg", position) or ("tensor", tensor)
-    compiled: CompiledGraph
-    backward: CompiledGraph | None = None
-    wrt: list[int] = field(default_factory=list)  # graph input positions that get gradients
-    n_saved: int = 0
-    #: indices of the outputs that have a gradient path (and a cotangent input) backward
-    cotangent_outputs: list[int] = field(default_factory=list)
-    seconds: float = 0.0
+    results: tuple
+    saved: tuple
 
-    def __post_init__(self) -> None:
-        n = self.step.n_results
-        self._writes = [(target, k) for k, target in enumerate(self.step.writes, start=n)]
-        # a tensor's array object never changes (updates write into it), so captured inputs
-        # are looked up once; only argument slots are filled per call
-        self._template = [None if kind == "arg" else where._data for kind, where in self.sources]
-        self._arg_slots = [(i, where) for i, (kind, where) in enumerate(self.sources)
-                           if kind == "arg"]
 
-    def gather(self, leaves: list[Any]) -> list[np.ndarray]:
+class Entry:
+    """One compiled variant of a function: guards, generated code, and how to deliver."""
+
+    def __init__(self, step: StepTrace, guards: GuardSet, forward: CompiledGraph,
+                 backward: CompiledGraph | None = None, n_saved: int = 0,
+                 cotangent_outputs: tuple[int, ...] = ()) -> None:
+        self.step, self.guards = step, guards
+        self.check = guards.compile()
+        self.forward, self.backward = forward, backward
+        self.n_saved, self.cotangent_outputs = n_saved, cotangent_outputs
+        self.seconds = 0.0
+        sources = step.sources
+        self._template: list[Any] = []
+        self._args: list[tuple[int, int]] = []
+        self._grads: list[tuple[int, Any, int]] = []
+        for slot, inp in enumerate(step.inputs):
+            src = sources[inp.source]
+            fixed = src.obj
+            if inp.part == "grad":
+                self._template.append(None)
+                self._grads.append((slot, fixed, src.index))
+            elif fixed is None:
+                self._template.append(None)
+                self._args.append((slot, src.index))
+            else:
+                self._template.append(fixed._data if isinstance(fixed, Tensor) else fixed)
+        self._borrowed = _borrowed(forward.graph)
+        self._updates = [(j, k, step.inputs[j]) for j, k in step.graph.updates]
+        self.op = OpDef(name=f"compiled[{step.graph.name}]", kind="other", impl=None,
+                        infer=None, vjp=self._vjp, save_inputs=True)
+
+    def _object(self, source: int, leaves: list) -> Any:
+        src = self.step.sources[source]
+        return src.obj if src.obj is not None else leaves[src.index]
+
+    def gather(self, leaves: list) -> list:
         arrays = self._template.copy()
-        for slot, position in self._arg_slots:
-            value = leaves[position]
-            arrays[slot] = value._data if type(value) is Tensor else value
+        for slot, index in self._args:
+            x = leaves[index]
+            arrays[slot] = x._data if type(x) is Tensor else x
+        for slot, fixed, index in self._grads:
+            leaf = fixed if fixed is not None else leaves[index]
+            arrays[slot] = leaf._grad._data
         return arrays
 
-    def run(self, leaves: list[Any]) -> Any:
+    def fresh(self, outs: tuple, k: int) -> np.ndarray:
+        out = outs[k]
+        return np.array(out, copy=True) if k in self._borrowed else out
+
+    def run(self, leaves: list) -> Any:
         arrays = self.gather(leaves)
-        outs = self.compiled.executable(*arrays)
-        step = self.step
-        n = step.n_results
-        for target, k in self._writes:
-            if outs[k] is not target._data:  # not already computed in place
-                np.copyto(target._data, outs[k], casting="same_kind")
-            target._vc[0] += 1
-        for leaf, k in step.grads:
-            leaf._grad = None if k is None else _wrap(outs[k], None, False)
-        if self.backward is not None and STATE.grad_enabled:
-            results = self._join_graph(leaves, outs[:n], outs[len(outs) - self.n_saved:])
-        else:
-            results = [_wrap(o, None, False) for o in outs[:n]]
-        if step.structure == "tensor":
+        outs = self.forward.executable(*arrays)
+        for j, k, inp in self._updates:
+            target = arrays[j]
+            if outs[k] is not target:
+                np.copyto(target, outs[k], casting="same_kind")
+            owner = self._object(inp.source, leaves)
+            if inp.part == "grad":
+                owner = owner._grad
+            if isinstance(owner, Tensor):
+                owner._vc[0] += 1
+        for source, k in self.step.grad_writes:
+            leaf = self._object(source, leaves)
+            leaf._grad = None if k is None else _wrap(self.fresh(outs, k), None, False)
+        joined = self._join(leaves, arrays, outs) if self.backward is not None and \
+            STATE.grad_enabled else {}
+        results = [self._result(r, leaves, outs, joined) for r in self.step.results]
+        if self.step.structure is None:
             return results[0]
-        return unflatten(step.structure, iter(results))
+        return pytree.rebuild_from(self.step.structure, iter(results))
 
-    def _join_graph(self, leaves: list, results: tuple, saved: tuple) -> list[Tensor]:
-        """Outputs that need gradients join the eager graph as nodes whose backward runs the
-        compiled backward on the values the compiled forward saved."""
-        inputs = tuple(self._input_tensor(i, leaves) for i in self.wrt)
+    def _result(self, r: Result, leaves: list, outs: tuple, joined: dict) -> Any:
+        if r.kind == "value":
+            return r.value
+        if r.kind == "object":
+            return self._object(r.source, leaves)
+        if r.index in joined:
+            return joined[r.index]
+        if r.kind == "view":
+            owner = self._object(r.source, leaves)
+            vc = owner._vc if isinstance(owner, Tensor) else None
+            return _wrap(outs[r.index], None, False, vc)
+        out = _wrap(self.fresh(outs, r.index), None, False)
+        if r.requires_grad:  # eager's result has a graph; this one cannot be differentiated
+            out._rg = True
+            out._node = Node(self.op, (), {"k": None}, value=out._data, tape=STATE.tape)
+        return out
+
+    # --- compiled forwards join the eager graph -----------------------------------------------
+    def _join(self, leaves: list, arrays: list, outs: tuple) -> dict[int, Tensor]:
+        """Results with a gradient path become nodes whose backward runs the compiled
+        backward on what the forward saved; every input's version is checked then."""
+        step = self.step
+        wrt = tuple(self._object(step.inputs[j].source, leaves) for j in step.wrt)
+        tensors = [self._object(inp.source, leaves) for inp in step.inputs]
+        saved_versions = tuple((t._vc, t._vc[0]) for t in tensors if isinstance(t, Tensor))
+        call = _Call(tuple(outs[:len(outs) - self.n_saved]), tuple(outs[len(outs) - self.n_saved:]))
         tape = STATE.tape
-        outs = []
-        differentiable = set(self.cotangent_outputs)
-        for k, data in enumerate(results):
-            if k not in differentiable:
-                outs.append(_wrap(data, None, False))
-                continue
-            op = OpDef(name=f"compiled[{self.compiled.graph.name}]", kind="other", impl=None,
-                       infer=None, vjp=self._vjp(k, results, saved), save_inputs=True)
-            node = Node(op, inputs, {}, value=data, tape=tape,
-                        saved=tuple((t._vc, t._vc[0]) for t in inputs))
-            tape.refs.append(_weakref(node))
-            out = _wrap(data, node, True)
-            outs.append(out)
-        return outs
+        joined = {}
+        for k in self.cotangent_outputs:
+            node = Node(self.op, wrt, {"k": k, "call": call}, value=outs[k], tape=tape,
+                        saved=saved_versions)
+            tape.refs.append(_weak(node))
+            joined[k] = _wrap(self.fresh(outs, k), node, True)
+        return joined
 
-    def _input_tensor(self, i: int, leaves: list) -> Tensor:
-        kind, where = self.sources[i]
-        return where if kind == "tensor" else leaves[where]
+    def _vjp(self, g: Tensor, out: Any, inputs: tuple, attrs: dict, needs: tuple) -> tuple:
+        if attrs["k"] is None:
+            raise CompileError(with_location(
+                f"backward: this tensor came out of a compiled function "
+                f"({self.step.graph.name}) that ran its own backward() and updates; "
+                f"backward through its result again is not supported"))
+        if STATE.grad_enabled:
+            raise GraphError(with_location("backward(create_graph=True) through a compiled "
+                                           "function is not supported"))
+        call: _Call = attrs["call"]
+        k = attrs["k"]
+        cotangents = [np.asarray(g._data, dtype=call.results[j].dtype) if j == k else
+                      np.zeros_like(call.results[j]) for j in self.cotangent_outputs]
+        grads = self.backward.executable(*call.saved, *cotangents)
+        return tuple(_wrap(np.asarray(gr), None, False) for gr in grads)
 
-    def _vjp(self, k: int, results: tuple, saved: tuple) -> Callable:
-        backward = self.backward
 
-        def vjp(g: Tensor, out: Any, inputs: tuple, attrs: dict, needs: tuple) -> tuple:
-            if STATE.grad_enabled:
-                raise GraphError(with_location("backward(create_graph=True) through a compiled "
-                                               "function is not supported"))
-            cotangents = [np.zeros_like(results[j]) if j != k else
-                          np.asarray(g._data, dtype=results[k].dtype)
-                          for j in self.cotangent_outputs]
-            grads = backward(*saved, *cotangents)
-            return tuple(_wrap(np.asarray(gr), None, False) for gr in grads)
+def _weak(node: Node) -> Any:
+    from weakref import ref
 
-        return vjp
+    return ref(node)
 
 
 class CompiledFunction:
     """What ``compile`` returns: call it like the function; inspect it with ``ir()``,
-    ``source()``, ``stats()`` and ``cache_info()``."""
+    ``source()``, ``guards()``, ``stats()`` and ``cache_info()``."""
 
-    def __init__(self, fn: Callable, cache_limit: int = 8) -> None:
+    def __init__(self, fn: Callable, cache_limit: int = 8, check: bool = False) -> None:
         self.fn = fn
         self.cache_limit = cache_limit
-        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
-        self._entries: dict[tuple, _Entry] = {}
-        self._fields: dict[tuple, list[str]] = {}
-        self._last: _Entry | None = None
-        self.hits = self.misses = 0
+        self.check = check
+        self.__name__ = _fn_name(fn)
+        self._entries: dict[tuple, list[Entry]] = {}
+        self._last: Entry | None = None
+        self._last_key: tuple | None = None
+        self._retried: set[tuple] = set()
+        self.hits = self.misses = self.eager_calls = 0
         self.miss_reasons: list[str] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs or any(type(a) in _CONTAINERS for a in args):
-            leaves: list[tuple[str, Any]] = []
-            _leaves(args, "args", leaves)
-            _leaves(kwargs, "kwargs", leaves)
-            values = [leaf for _, leaf in leaves]
-        else:  # the common case, kept cheap: flat positional arguments
-            values = list(args)
-        key = (STATE.grad_enabled, tuple([_spec(v) for v in values]))
-        entry = self._entries.get(key)
-        if entry is None:
-            paths: list[tuple[str, Any]] = []
-            _leaves(args, "args", paths)
-            _leaves(kwargs, "kwargs", paths)
-            entry = self._compile(key, [p for p, _ in paths], values, args, kwargs)
-        else:
-            self.hits += 1
-        self._last = entry
-        return entry.run(values)
+        st = STATE
+        if st.recorder is not None:  # inside another function's trace: traced through
+            return self.fn(*args, **kwargs)
+        if st.anomaly:  # anomaly mode checks every op: that is eager execution
+            self.eager_calls += 1
+            return self.fn(*args, **kwargs)
+        if self.check or _CHECK_ALL:
+            return run_checked(self.fn, self._call, args, kwargs)
+        return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
+        key, leaves = pytree.key_of(args, kwargs)
+        key = (STATE.grad_enabled, key)
+        for entry in self._entries.get(key, ()):
+            if entry.check(leaves):
+                self.hits += 1
+                self._last = entry
+                return entry.run(leaves)
+        return self._miss(key, leaves, args, kwargs)
 
     # --- compiling -----------------------------------------------------------------------------
-    def _explain_miss(self, key: tuple, paths: list[str]) -> str:
-        if not self._entries:
+    def _explain(self, key: tuple, leaves: list, args: tuple, kwargs: dict) -> str:
+        same = self._entries.get(key)
+        if same:
+            return same[-1].guards.explain(leaves) or "a guard failed"
+        if self._last_key is None:
             return "first call"
-        best, best_diffs = None, None
-        for old in self._entries:
-            diffs = []
-            if old[0] != key[0]:
-                diffs.append(f"grad mode: {old[0]} -> {key[0]}")
-            if len(old[1]) != len(key[1]):
-                diffs.append(f"number of arguments: {len(old[1])} -> {len(key[1])}")
-            else:
-                diffs += [f"{_describe(p, a)} -> {_describe(p, b).split(': ', 1)[1]}"
-                          for p, a, b in zip(paths, old[1], key[1], strict=True) if a != b]
-            if best_diffs is None or len(diffs) < len(best_diffs):
-                best, best_diffs = old, diffs
-        return "; ".join(best_diffs or ["unknown"]) if best is not None else "first call"
+        old = self._last_key
+        if old[0] != key[0]:
+            return f"grad mode: {old[0]} -> {key[0]}"
+        if old[1][0] != key[1][0] or len(old[1][1]) != len(key[1][1]):
+            return "the structure of the arguments changed (containers, keys, keyword names)"
+        names = pytree.leaf_names(args, kwargs, _parameter_names(self.fn))
+        diffs = [f"{name}: {pytree.describe_key(a)} -> {pytree.describe_key(b)}"
+                 for name, a, b in zip(names, old[1][1], key[1][1], strict=False) if a != b]
+        return "; ".join(diffs) or "the structure of the arguments changed"
 
-    def _compile(self, key: tuple, paths: list[str], values: list[Any], args: tuple,
-                 kwargs: dict) -> _Entry:
+    def _miss(self, key: tuple, leaves: list, args: tuple, kwargs: dict) -> Any:
         self.misses += 1
-        reason = self._explain_miss(key, paths)
+        reason = self._explain(key, leaves, args, kwargs)
         self.miss_reasons.append(reason)
-        if len(self._entries) >= self.cache_limit:
-            warnings.warn(f"aprender.compile: {self.__name__} is compiling variant "
-                          f"{len(self._entries) + 1}, past its cache limit of "
-                          f"{self.cache_limit} (nothing falls back to eager); this miss: "
-                          f"{reason}", RuntimeWarning, stacklevel=3)
+        count = sum(len(v) for v in self._entries.values())
+        if count >= self.cache_limit:
+            warnings.warn(f"aprender.compile: {self.__name__} is compiling variant {count + 1}, "
+                          f"past its cache limit of {self.cache_limit} (nothing falls back to "
+                          f"eager); this miss: {reason}", RuntimeWarning, stacklevel=4)
         start = time.perf_counter()
-        as_tensors = {id(v): Tensor._as_input(v) for v in values if isinstance(v, np.ndarray)}
-        t_args = _replace(args, as_tensors)
-        t_kwargs = _replace(kwargs, as_tensors)
-        step = trace_step(self.fn, t_args, t_kwargs, _derive_backward)
-        positions = {}
-        for i, v in enumerate(values):
-            positions[id(as_tensors.get(id(v), v))] = i
-        sources = [("arg", positions[id(t)]) if id(t) in positions else ("tensor", t)
-                   for t in step.input_tensors]
-        graph = step.graph
-        n = step.n_results
-        graph.meta["persistent_outputs"] = [k for _, k in step.grads if k is not None]
-        index = {id(t): j for j, t in enumerate(step.input_tensors)}
-        graph.meta["write_back"] = {n + k: index[id(t)] for k, t in enumerate(step.writes)}
-        wrt = [i for i, t in enumerate(step.input_tensors) if t._rg and t.dtype.kind == "f"]
-        if step.has_backward or not wrt or not key[0]:
-            entry = _Entry(step, sources, lower(graph))
-        else:
-            full = joint(graph, [graph.inputs[i] for i in wrt], seed="input")
-            forward, backward = split(full)
-            entry = _Entry(step, sources, lower(forward), lower(backward), wrt,
-                           forward.meta["n_saved"], full.meta["cotangent_outputs"])
+        stand_ins = {id(x): Tensor._as_input(x) for x in leaves if type(x) is np.ndarray}
+        t_args, t_kwargs = pytree.rebuild((args, kwargs), lambda x: stand_ins.get(id(x), x))
+        t_leaves = [stand_ins.get(id(x), x) for x in leaves]
+        names = pytree.leaf_names(args, kwargs, _parameter_names(self.fn))
+        objects = [(n, x) for n, x in zip(names, leaves, strict=True)
+                   if not isinstance(x, (Tensor, np.ndarray, *SCALARS)) and x is not None]
+        found = reach(self.fn, objects)
+        try:
+            step = trace_step(self.fn, t_args, t_kwargs, t_leaves, names, found,
+                              _derive_backward)
+        except StateChange:
+            if key in self._retried:
+                raise
+            # state made on a first call (a lazy buffer): run eagerly now, trace next time
+            self._retried.add(key)
+            self.eager_calls += 1
+            return self.fn(*args, **kwargs)
+        entry = _build_entry(step, leaves, key)
         entry.seconds = time.perf_counter() - start
-        self._entries[key] = entry
-        return entry
+        self._entries.setdefault(key, []).append(entry)
+        self._last, self._last_key = entry, key
+        return entry.run(leaves)
 
     # --- inspection ----------------------------------------------------------------------------
-    def _entry(self) -> _Entry:
+    def _entry(self) -> Entry:
         if self._last is None:
             raise GraphError(f"{self.__name__}: nothing compiled yet; call it once first")
         return self._last
@@ -261,7 +291,7 @@ class CompiledFunction:
         (``input``, ``fold_constants``, ``simplify``, ``cse``, ``dce``, ``fuse``)."""
         entry = self._entry()
         parts = []
-        for label, compiled in (("forward", entry.compiled), ("backward", entry.backward)):
+        for label, compiled in (("forward", entry.forward), ("backward", entry.backward)):
             if compiled is None:
                 continue
             if stage is None:
@@ -273,48 +303,118 @@ class CompiledFunction:
     def source(self) -> str:
         """The generated Python of the latest variant (forward, then backward if any)."""
         entry = self._entry()
-        return "\n\n".join(c.source for c in (entry.compiled, entry.backward) if c is not None)
+        return "\n\n".join(c.source for c in (entry.forward, entry.backward) if c is not None)
+
+    def guards(self) -> str:
+        """What is checked before each call of the latest variant, one guard per line."""
+        entry = self._entry()
+        return "key: argument structure, shapes, dtypes, requires_grad, scalar values, " \
+               "grad mode\n" + str(entry.guards)
 
     def stats(self) -> dict[str, Any]:
         """Compile time in total and per pass for the latest variant, and cache figures."""
         entry = self._entry()
-        passes = {s.name: s.seconds * 1e3 for s in entry.compiled.stages[1:]}
+        passes = {s.name: s.seconds * 1e3 for s in entry.forward.stages[1:]}
         return {"compile_ms": entry.seconds * 1e3, "pass_ms": passes, **self.cache_info()}
 
     def cache_info(self) -> dict[str, Any]:
-        """Hits, misses, compiles, entries, and why each miss happened."""
-        return {"hits": self.hits, "misses": self.misses, "compiles": len(self._entries),
-                "limit": self.cache_limit, "miss_reasons": list(self.miss_reasons)}
+        """Hits, misses, compiles, eager calls, and why each miss happened (old -> new)."""
+        return {"hits": self.hits, "misses": self.misses,
+                "compiles": sum(len(v) for v in self._entries.values()),
+                "eager_calls": self.eager_calls, "limit": self.cache_limit,
+                "miss_reasons": list(self.miss_reasons)}
 
 
-def _replace(obj: Any, mapping: dict[int, Any]) -> Any:
-    if isinstance(obj, list | tuple):
-        return type(obj)(_replace(v, mapping) for v in obj)
-    if isinstance(obj, dict):
-        return {k: _replace(v, mapping) for k, v in obj.items()}
-    return mapping.get(id(obj), obj)
+_CHECK_ALL = os.environ.get("APRENDER_CHECK", "") not in ("", "0")
+
+
+def _build_entry(step: StepTrace, leaves: list, key: tuple) -> Entry:
+    guards = _guards(step, leaves)
+    graph = step.graph
+    cotangent_free = step.has_backward or not step.wrt or not key[0]
+    if cotangent_free:
+        return Entry(step, guards, lower(graph))
+    full = joint(graph, [graph.inputs[i] for i in step.wrt], seed="input")
+    forward, backward = split(full)
+    return Entry(step, guards, lower(forward.graph), lower(backward), forward.n_saved,
+                 tuple(full.cotangent_outputs))
+
+
+def _guards(step: StepTrace, leaves: list) -> GuardSet:
+    """Every guard of an entry (see the module docstring of ``runtime.guards``)."""
+    gs = GuardSet()
+    for i, leaf in enumerate(leaves):
+        if not isinstance(leaf, (Tensor, np.ndarray, *SCALARS)) and leaf is not None:
+            gs.guards.append(_leaf_identity(gs, i, leaf))
+    firsts: dict[int, int] = {}
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, Tensor | np.ndarray):
+            j = firsts.setdefault(id(leaf), i)
+            if j != i:
+                gs.guards.append(_same_leaf(i, j))
+    captured = {id(step.sources[k].obj) for k in step.captured}
+    for place, value in step.reach.places:
+        if isinstance(value, Tensor | np.ndarray):
+            if id(value) in captured:
+                gs.identity(place, value)
+        elif value is None or isinstance(value, SCALARS):
+            gs.value(place, value)
+        elif isinstance(value, list | tuple | dict):
+            gs.length(place, len(value))
+        elif callable(value) and not hasattr(value, "__dict__") or _is_function(value):
+            gs.identity(place, value)
+    for k in step.captured:
+        src = step.sources[k]
+        if isinstance(src.obj, Tensor):
+            gs.attribute(src.name, gs.bind(src.obj), "_rg", src.obj._rg)
+    for k, exists in step.grad_reads:
+        src = step.sources[k]
+        gs.has_grad(src.name, gs.bind(src.obj) if src.obj is not None else f"L[{src.index}]",
+                    exists)
+    return gs
+
+
+def _is_function(value: Any) -> bool:
+    import functools
+    import types
+
+    return isinstance(value, types.FunctionType | types.MethodType | functools.partial)
+
+
+def _leaf_identity(gs: GuardSet, i: int, leaf: Any) -> Any:
+    from .runtime.guards import Guard
+
+    name = gs.bind(leaf)
+    return Guard(f"argument {i} is the same {type(leaf).__name__}", f"L[{i}] is {name}",
+                 f"L[{i}]", f"<{type(leaf).__name__}>")
+
+
+def _same_leaf(i: int, j: int) -> Any:
+    from .runtime.guards import Guard
+
+    return Guard(f"argument {i} is argument {j}", f"L[{i}] is L[{j}]", f"L[{i}]", f"L[{j}]")
 
 
 def _derive_backward(builder: GraphBuilder, root: Tensor, pairs: list) -> None:
     """At a recorded ``backward()``: append the symbolic backward of everything traced so far
     and map each leaf's gradient placeholder to its gradient value."""
-    leaves = [leaf for leaf, _ in pairs]
-    wrt = [builder.value_of(leaf) for leaf in leaves]
-    forward = Graph(builder.graph.name, builder.graph.inputs, builder.graph.nodes,
-                    [builder.value_of(root)])
+    wrt = [builder.value_of(leaf) for leaf, _ in pairs]
+    graph = builder.graph
+    forward = Graph(graph.name, graph.inputs, graph.nodes, [builder.value_of(root)])
     full = joint(forward, wrt)
-    builder.graph.nodes = full.nodes
-    builder.graph.meta["show_tags"] = True
-    builder.used |= {n.out.name for n in full.nodes}
-    for (_, placeholder), grad in zip(pairs, full.outputs[1:], strict=True):
-        builder.by_tensor[id(placeholder)] = grad
+    graph.nodes = full.graph.nodes
+    builder.used |= {n.out.name for n in full.graph.nodes}
+    for (_, placeholder), grad in zip(pairs, full.graph.outputs[1:], strict=True):
+        builder.current[id(placeholder)] = grad
 
 
-def compile(fn: Callable, cache_limit: int = 8) -> CompiledFunction:  # noqa: A001
-    """Compile ``fn`` (or a Module: its forward) into generated numpy code, see the module
-    docstring. ``fn`` may call ``loss.backward()``, ``opt.step()`` and ``opt.zero_grad()``:
-    forward, symbolic backward and the in-place updates become one generated function."""
-    return CompiledFunction(fn, cache_limit)
+def compile(fn: Callable, cache_limit: int = 8, check: bool = False) -> CompiledFunction:  # noqa: A001
+    """Compile ``fn`` (or a Module: its forward) into generated numpy code (see the module
+    docstring). ``fn`` may call ``loss.backward()``, ``opt.step()`` and ``opt.zero_grad()``:
+    forward, symbolic backward and the in-place updates become one generated function.
+    ``check=True`` (or ``APRENDER_CHECK=1``) also runs ``fn`` eagerly beside each call and
+    raises at the first difference."""
+    return CompiledFunction(fn, cache_limit, check)
 
 
-__all__ = ["CompiledFunction", "compile"]
+__all__ = ["AprenderError", "CompiledFunction", "compile"]

@@ -8,6 +8,7 @@ returns the values the backward reads, and a backward graph that takes them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,13 +27,34 @@ def _depends(graph: Graph, wrt: Sequence[Value]) -> set[int]:
     return live
 
 
-def joint(graph: Graph, wrt: Sequence[Value], seed: str = "ones") -> Graph:
-    """Forward + backward of ``graph`` with respect to the inputs ``wrt``.
+@dataclass
+class Joint:
+    """A joint forward+backward graph: its outputs are the ``n_forward_outputs`` forward
+    outputs, then one gradient per ``wrt`` value; with ``seed="input"`` its last
+    ``n_cotangents`` inputs are the cotangents of the forward outputs ``cotangent_outputs``."""
+
+    graph: Graph
+    n_forward_outputs: int
+    cotangent_outputs: list[int]
+    n_cotangents: int
+
+
+@dataclass
+class Forward:
+    """The forward part of a split: its outputs end with the ``n_saved`` values the backward
+    reads."""
+
+    graph: Graph
+    n_saved: int
+
+
+def joint(graph: Graph, wrt: Sequence[Value], seed: str = "ones") -> Joint:
+    """Forward + backward of ``graph`` with respect to the values ``wrt``.
 
     ``seed="ones"`` starts from ones (the gradient of a loss); ``seed="input"`` adds a
-    cotangent input ``grad_<output>`` per output that depends on ``wrt`` (their indices are
-    ``meta["cotangent_outputs"]``). Outputs: the forward outputs, then one
-    gradient per ``wrt`` value (zeros where an output does not depend on it).
+    cotangent input ``grad_<output>`` per output that depends on ``wrt``. The graph's outputs:
+    the forward outputs, then one gradient per ``wrt`` value (zeros where an output does not
+    depend on it). The graph's in-place updates are kept.
     """
     for w in wrt:
         if w.dtype.kind != "f":
@@ -41,15 +63,15 @@ def joint(graph: Graph, wrt: Sequence[Value], seed: str = "ones") -> Graph:
     nodes = [Node(n.op, n.inputs, n.attrs, out=n.out, src=n.src, tag=n.tag or "fwd")
              for n in graph.nodes]
     out = Graph(f"{graph.name}_grad", list(graph.inputs), nodes, list(graph.outputs),
-                dict(graph.meta))
+                dict(graph.meta), list(graph.updates))
     emitter = Emitter(out, tag="bwd")
     live = _depends(graph, wrt)
     grads: dict[int, Sym] = {}
-    out.meta["cotangent_outputs"] = []
+    cotangent_outputs = []
     for k, v in enumerate(graph.outputs):
         if id(v) not in live:
             continue
-        out.meta["cotangent_outputs"].append(k)
+        cotangent_outputs.append(k)
         if seed == "ones":
             cot = Sym(emitter.constant(np.ones(v.shape, v.dtype)), emitter)
         else:
@@ -78,20 +100,20 @@ def joint(graph: Graph, wrt: Sequence[Value], seed: str = "ones") -> Graph:
         if g is None:
             g = Sym(emitter.constant(np.zeros(w.shape, w.dtype)), emitter)
         out.outputs.append(g.value)
-    out.meta["n_forward_outputs"] = len(graph.outputs)
-    out.meta["n_cotangents"] = len(out.inputs) - len(graph.inputs)
-    out.meta["show_tags"] = True
-    return out
+    return Joint(out, len(graph.outputs), cotangent_outputs,
+                 len(out.inputs) - len(graph.inputs))
 
 
-def split(joint_graph: Graph) -> tuple[Graph, Graph]:
+def split(full: Joint) -> tuple[Forward, Graph]:
     """Cut a joint graph into (forward, backward).
 
-    The forward returns its outputs followed by the saved values the backward reads; the
-    backward takes those saved values (then any cotangent inputs) and returns the gradients.
+    The forward returns its outputs followed by the saved values the backward reads (and keeps
+    the in-place updates); the backward takes those saved values (then any cotangent inputs)
+    and returns the gradients.
     """
-    n_out = joint_graph.meta["n_forward_outputs"]
-    n_cot = joint_graph.meta.get("n_cotangents", 0)
+    joint_graph = full.graph
+    n_out = full.n_forward_outputs
+    n_cot = full.n_cotangents
     fwd_inputs = joint_graph.inputs[:len(joint_graph.inputs) - n_cot]
     cotangents = joint_graph.inputs[len(fwd_inputs):]
     fwd_nodes = [n for n in joint_graph.nodes if n.tag != "bwd"]
@@ -110,7 +132,7 @@ def split(joint_graph: Graph) -> tuple[Graph, Graph]:
             seen.add(id(v))
             saved.append(v)
     forward = Graph(f"{joint_graph.name}_fwd", fwd_inputs, fwd_nodes,
-                    list(joint_graph.outputs[:n_out]) + saved, {"n_saved": len(saved)})
+                    list(joint_graph.outputs[:n_out]) + saved, updates=list(joint_graph.updates))
     backward = Graph(f"{joint_graph.name}_bwd", saved + cotangents, bwd_nodes,
                      list(joint_graph.outputs[n_out:]))
-    return forward, backward
+    return Forward(forward, len(saved)), backward

@@ -6,11 +6,9 @@ Values are visited in execution order. A value gets a planned buffer when its op
 reader of its current value has run; element-wise ops may write into a buffer an operand
 frees at that very statement (in place), other ops only into buffers freed before.
 
-Two facts about outputs may come with the graph (``graph.meta``): ``persistent_outputs``
-(indices of outputs the caller lets the runtime keep in its buffers, e.g. gradients, which the
-next call rewrites as PyTorch's in-place ``.grad`` does) and ``write_back`` (output index ->
-input index: the output replaces that input's values, e.g. a parameter update). A write-back
-output is computed straight into the input's array when nothing reads the old values later.
+A graph's in-place updates (``graph.updates``: input position, output position: the output
+replaces that input's values, e.g. a parameter update) are computed straight into the input's
+array when nothing reads the old values later.
 
 Layout: ``A @ B.T`` with both operands C-contiguous is OpenBLAS's slow case (PERF-NOTES rule
 3). When a 2-D product's right operand is a transposed C-contiguous value and its left operand
@@ -77,16 +75,12 @@ def plan_buffers(graph: Graph) -> BufferPlan:
         out = node.out
         root[id(out)] = root.get(id(node.inputs[0]), id(node.inputs[0])) \
             if node.op.aliases_input else id(out)
-    persistent = set(graph.meta.get("persistent_outputs", ()))
-    escaping = {root.get(id(v), id(v)) for k, v in enumerate(graph.outputs)
-                if k not in persistent}
+    escaping = {root.get(id(v), id(v)) for v in graph.outputs}
     fortran = _fortran_values(schedule, root)
     last_use: dict[int, int] = {}
     for i, node in enumerate(schedule):
         for v in node.inputs:
             last_use[root.get(id(v), id(v))] = i
-    for k in persistent:  # kept for the caller: never reused
-        last_use[id(graph.outputs[k])] = len(schedule)
     into_input = _write_backs(graph, schedule, root, last_use)
     free: dict[tuple, list[int]] = {}
     holder: dict[int, int] = {}  # root value id -> buffer index it occupies
@@ -127,7 +121,7 @@ def _write_backs(graph: Graph, schedule: list[Node], root: dict[int, int],
     """``id(value) -> input index`` for write-back outputs that can be computed in place."""
     position = {id(n.out): i for i, n in enumerate(schedule)}
     result = {}
-    for k, j in graph.meta.get("write_back", {}).items():
+    for j, k in graph.updates:
         value, target = graph.outputs[k], graph.inputs[j]
         i = position.get(id(value))
         if i is None or root.get(id(value), id(value)) != id(value):

@@ -164,6 +164,16 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     outputs: list[Value] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: in-place updates: ``(input position, output position)``: after a call, that input's
+    #: array holds that output's values (a parameter update, a buffer written in place)
+    updates: list[tuple[int, int]] = field(default_factory=list)
+
+    def rebuilt(self, nodes: list[Node], outputs: list[Value] | None = None) -> Graph:
+        """A new graph with the same name, inputs, meta and updates, and these nodes (and
+        outputs); what every pass returns."""
+        return Graph(self.name, list(self.inputs), nodes,
+                     list(self.outputs if outputs is None else outputs), dict(self.meta),
+                     list(self.updates))
 
     def signature(self) -> str:
         args = ", ".join(f"{v.name}: {type_str(v.shape, v.dtype)}" for v in self.inputs)
@@ -184,8 +194,9 @@ class Graph:
 
     def __str__(self) -> str:
         rows: list[tuple[str, str]] = []
+        show_tags = any(n.tag and n.tag != "fwd" for n in self.nodes)
         for node in self.nodes:
-            mark = f"[{node.tag}] " if node.tag and self.meta.get("show_tags") else ""
+            mark = f"[{node.tag}] " if node.tag and show_tags else ""
             rows.append((f"  {mark}{self.node_line(node)}", short_src(node.src)))
             if isinstance(node, FusedNode):
                 rows.extend((f"    | {self.node_line(inner)}", short_src(inner.src))
@@ -193,6 +204,8 @@ class Graph:
         width = max((len(line) for line, _ in rows), default=0)
         lines = [self.signature()]
         lines.extend(f"{line:<{width}}  # {src}" if src else line for line, src in rows)
+        lines.extend(f"  update {self.inputs[i].name} <- {self.outputs[k].name}"
+                     for i, k in self.updates)
         lines.append("  return " + ", ".join(v.name for v in self.outputs))
         return "\n".join(lines)
 

@@ -302,6 +302,10 @@ class OpMethods:
             return self
         return self._apply(shape_ops.BROADCAST_TO, (self,), {"shape": shape})
 
+    def detach(self) -> Any:
+        """The same values with no gradient (a view: in-place updates show in both)."""
+        return self._apply(shape_ops.DETACH, (self,), {})
+
     def transpose(self, axes: Sequence[int] | None = None) -> Any:
         """Reverse the axes (2-D: matrix transpose), or permute them by ``axes``."""
         n = len(self.shape)

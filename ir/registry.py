@@ -36,6 +36,8 @@ class OpDef:
     save_output: bool = False
     #: the output may share memory with input 0 (views): an in-place update of one shows in both
     aliases_input: bool = False
+    #: the kernel checks its inputs and raises on bad ones (dead-code elimination keeps it)
+    checks: bool = False
     #: codegen template (a Jinja expression) filled in by the compiler; None until it has one
     template: str | None = None
     doc: str = ""

@@ -86,7 +86,7 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if STATE.staging is not None:
+        if STATE.recorder is not None:
             raise GraphError(with_location(
                 "Dropout: a training-mode Dropout cannot be compiled yet (its random mask would "
                 "be baked into the generated code); call model.eval() or keep the step eager"))

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ShapeError, StateDictError
 from ..runtime import Tensor, no_grad
+from ..runtime.tensor import set_grad
 
 
 class Module:
@@ -90,7 +91,7 @@ class Module:
     def zero_grad(self) -> None:
         """Reset every parameter's gradient to None."""
         for p in self.parameters():
-            p._grad = None
+            set_grad(p, None)
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ class SGD(Optimizer):
             state["momentum_buffer"] = zeros_like(p)
         return state
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor], lr: Tensor) -> None:
         d_p = grad.add(p.mul(self.weight_decay)) if self.weight_decay else grad
         if self.momentum:
             buf = state["momentum_buffer"]
@@ -42,7 +42,7 @@ class SGD(Optimizer):
             else:
                 buf.mul_(self.momentum).add_(d_p)
             d_p = d_p.add(buf.mul(self.momentum)) if self.nesterov else buf
-        p.sub_(d_p, alpha=self.lr_as(p))
+        p.sub_(d_p, alpha=lr)
 
 
 def _bias_corrections(step: Tensor, beta1: float, beta2: float,
@@ -75,9 +75,8 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = zeros_like(p)
         return state
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor], lr: Tensor) -> None:
         beta1, beta2 = self.betas
-        lr = self.lr_as(p)
         if self.weight_decay:
             if self.decoupled:
                 p.mul_(lr.mul(self.weight_decay).neg().add(1.0))
@@ -127,7 +126,7 @@ class RMSprop(Optimizer):
             state["grad_avg"] = zeros_like(p)
         return state
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor], lr: Tensor) -> None:
         if self.weight_decay:
             grad = grad.add(p.mul(self.weight_decay))
         sq = state["square_avg"]
@@ -138,7 +137,6 @@ class RMSprop(Optimizer):
             avg = sq.sub(ga.mul(ga)).sqrt().add(self.eps)
         else:
             avg = sq.sqrt().add(self.eps)
-        lr = self.lr_as(p)
         if self.momentum:
             buf = state["momentum_buffer"]
             buf.mul_(self.momentum).add_(grad.div(avg))

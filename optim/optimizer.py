@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError, StateDictError, with_location
 from ..runtime import Tensor, no_grad
+from ..runtime.tensor import set_grad
 
 
 class Optimizer:
@@ -33,7 +34,6 @@ class Optimizer:
         if lr < 0:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
         self._lr = Tensor(np.array(lr, dtype=np.float64))
-        self._lr_by_dtype: dict[np.dtype, Tensor] = {}
         self.state: list[dict[str, Tensor]] = [self._init_state(p) for p in self.params]
 
     @property
@@ -50,31 +50,28 @@ class Optimizer:
     def _init_state(self, p: Tensor) -> dict[str, Tensor]:
         return {"step": Tensor(np.array(0.0))} if self.counts_steps else {}
 
-    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
+    def _update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor], lr: Tensor) -> None:
+        """Update ``p`` in place; ``lr`` is the learning rate as a 0-d tensor of its dtype."""
         raise NotImplementedError
-
-    def lr_as(self, p: Tensor) -> Tensor:
-        """The learning rate as a 0-d tensor of ``p``'s dtype (cast once per ``step()``)."""
-        lr = self._lr_by_dtype.get(p.dtype)
-        if lr is None:
-            lr = self._lr_by_dtype[p.dtype] = self._lr.astype(p.dtype)
-        return lr
 
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
-        self._lr_by_dtype = {}
+        lrs: dict[np.dtype, Tensor] = {}  # the learning rate cast once per dtype and step
         with no_grad():
             for p, state in zip(self.params, self.state, strict=True):
                 grad = p.grad()
                 if grad is not None:
                     if self.counts_steps:
                         state["step"].add_(1.0)
-                    self._update(p, grad, state)
+                    lr = lrs.get(p.dtype)
+                    if lr is None:
+                        lr = lrs[p.dtype] = self._lr.astype(p.dtype)
+                    self._update(p, grad, state, lr)
 
     def zero_grad(self) -> None:
         """Reset every parameter's gradient to None."""
         for p in self.params:
-            p._grad = None
+            set_grad(p, None)
 
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters and a copy of every state tensor, as numpy arrays."""

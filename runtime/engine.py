@@ -143,10 +143,19 @@ def _propagate(ready: list[Node], grads: dict, consumers: dict, leaf_grads: dict
 def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None:
     """``root.backward(grad)``: accumulate gradients into every leaf that requires grad."""
     seed = _seed(root, grad, "backward")
-    if STATE.staging is not None:
-        _staged_backward(root, seed, create_graph)
+    rec = STATE.recorder
+    if rec is not None and (create_graph or root.size != 1):
+        raise GraphError(with_location(
+            "backward: inside a traced function only backward() of a one-element loss is "
+            "supported (no grad= and no create_graph=True)"))
+    STATE.recorder = None  # the gradient ops are derived symbolically, not recorded
+    try:
+        leaf_grads, _ = run_backward(root, seed, create_graph)
+    finally:
+        STATE.recorder = rec
+    if rec is not None:
+        rec.backward(root, list(leaf_grads.values()))
         return
-    leaf_grads, _ = run_backward(root, seed, create_graph)
     with GradMode(create_graph):
         for leaf, g in leaf_grads.values():
             if leaf._grad is not None:
@@ -155,30 +164,6 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
                 leaf._grad = g
             else:  # a fresh, writable array the leaf owns alone
                 leaf._grad = _wrap(np.array(g._data, copy=True), None, False)
-
-
-def _staged_backward(root: Tensor, seed: Tensor, create_graph: bool) -> None:
-    """``backward()`` inside a compile trace: compute eagerly without recording the gradient
-    ops (the compiler derives them symbolically), and record which leaf gets which gradient."""
-    st = STATE
-    if create_graph or root.size != 1:
-        raise GraphError(with_location(
-            "backward: inside a compiled function only backward() of a one-element loss is "
-            "supported (no grad= and no create_graph=True)"))
-    events, st.tracing = st.tracing, None
-    try:
-        leaf_grads, _ = run_backward(root, seed, False)
-    finally:
-        st.tracing = events
-    pairs = []
-    for leaf, g in leaf_grads.values():
-        placeholder = _wrap(np.array(g._data, copy=True), None, False)
-        pairs.append((leaf, placeholder))
-    events.append(("backward", root, pairs))
-    with GradMode(False):
-        for leaf, placeholder in pairs:
-            st.staging.before_grad_change(leaf)
-            leaf._grad = placeholder if leaf._grad is None else leaf._grad.add(placeholder)
 
 
 def grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any = None,

@@ -1,5 +1,6 @@
 """Runs generated code: compiles the source once, owns the buffers (one set per thread), and
-turns an exception inside generated code into one naming the IR value and the user's line."""
+turns an exception inside generated code into one naming the IR value and the user's line.
+The source stays in ``linecache`` (for tracebacks) while its ``Executable`` is alive."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import linecache
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +35,7 @@ class Executable:
         self.filename = f"<aprender-generated {label} #{next(_counter)}>"
         linecache.cache[self.filename] = (len(source), None, source.splitlines(True),
                                           self.filename)
+        weakref.finalize(self, linecache.cache.pop, self.filename, None)
         namespace: dict[str, Any] = {}
         exec(compile(source, self.filename, "exec"), namespace)  # our own generated source
         self._build: Callable = namespace["build"]

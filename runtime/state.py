@@ -49,11 +49,8 @@ class _State(threading.local):
     def __init__(self) -> None:
         self.grad_enabled = True
         self.anomaly = False
-        self.record_src = False
-        #: while tracing: the list every op (differentiable or not) is appended to, else None
-        self.tracing: list[Node] | None = None
-        #: while tracing for compile(): the ``Staging`` that records and undoes side effects
-        self.staging: Any = None
+        #: while tracing: the ``runtime.recorder.Recorder`` every op and side effect reports to
+        self.recorder: Any = None
         self.tape = Tape()
 
 

@@ -16,7 +16,6 @@ from ..ir.graph import Node
 from ..ir.methods import OpMethods
 from ..ir.registry import OpDef
 from .anomaly import check_finite
-from .staging import forbid_read
 from .state import STATE
 
 _ids = itertools.count(1)
@@ -24,6 +23,7 @@ _by_id: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 #: Python-scalar operands as 0-d constant tensors (weak numpy promotion against the other
 #: operand), shared because nothing ever updates them in place
 _constants: dict[tuple, Tensor] = {}
+_constant_ids: set[int] = set()
 _new = object.__new__
 _ndarray = np.ndarray
 
@@ -54,6 +54,8 @@ def _wrap(data: np.ndarray, node: Node | None, rg: bool, vc: list[int] | None = 
     t._grad = None
     t._vc = [0] if vc is None else vc
     t._id = None
+    if STATE.recorder is not None:
+        STATE.recorder.new_tensor(t, data)
     return t
 
 
@@ -100,14 +102,15 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
     out._vc = first._vc if op.aliases_input else [0]
     rg = (st.grad_enabled and op.vjp is not None and data.dtype.kind == "f"
           and (first._rg or (n > 1 and any(t._rg for t in inputs))))
-    if rg or st.tracing is not None:
+    rec = st.recorder
+    if rg or rec is not None:
         node = _new(Node)
         node.op = op
         node.inputs = inputs
         node.attrs = attrs
         node.out = None
         node.value = data
-        node.src = user_location() if st.record_src else None
+        node.src = user_location() if rec is not None else None
         if op.save_inputs:
             if n == 1:
                 saved: tuple = ((first._vc, first._vc[0]),)
@@ -125,8 +128,8 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
         refs.append(_weakref(node))
         if len(refs) > tape.limit:
             tape.compact()
-        if st.tracing is not None:
-            st.tracing.append(node)
+        if rec is not None:
+            rec.op(node, out)
         out._rg = rg
         out._node = node
     else:
@@ -142,11 +145,13 @@ def _normalize_index(index: Any) -> tuple:
         return items
     out = []
     for item in items:
+        if isinstance(item, Tensor | np.ndarray | list) and STATE.recorder is not None \
+                and STATE.recorder.staging:
+            raise GraphError(with_location(
+                "getitem: indexing with an array of indices inside a traced function is not "
+                "supported (the indices would be baked into the graph); use one_hot + matmul, "
+                "or index outside the compiled function"))
         if isinstance(item, Tensor):
-            if STATE.staging is not None:
-                raise GraphError(with_location(
-                    "getitem: indexing with a tensor of indices inside a compiled function is "
-                    "not supported yet (the indices would be baked in); use one_hot + matmul"))
             item = item._data
         if isinstance(item, list):
             item = np.asarray(item)
@@ -175,17 +180,17 @@ class Tensor(OpMethods):
     __array_ufunc__ = None  # numpy defers ``array + tensor`` to Tensor.__radd__
 
     def __init__(self, data: Any, dtype: Any = None) -> None:
-        if isinstance(data, Tensor) and STATE.staging is not None:
-            # inside a compile trace Tensor(t) stays connected to t (a copy, in effect)
-            source = data if dtype is None else data.astype(dtype)
-            STATE.tracing.append(("alias", self, source))
-            dtype = source.dtype
+        rec = STATE.recorder
+        if rec is not None and isinstance(data, Tensor) and dtype is not None:
+            data = data.astype(dtype)  # recorded as an op, so the copy stays connected
         self._data = default_array(data, dtype)
         self._node = None
         self._rg = False
         self._grad = None
         self._vc = [0]
         self._id = None
+        if rec is not None:
+            rec.new_tensor(self, data)
 
     _apply = staticmethod(apply)
 
@@ -203,8 +208,12 @@ class Tensor(OpMethods):
             if const is None:
                 if len(_constants) >= 512:
                     _constants.clear()
+                    _constant_ids.clear()
                 dtype = np.result_type(self._data, value)
-                const = _constants[key] = _wrap(np.asarray(value, dtype=dtype), None, False)
+                const = _wrap(np.asarray(value, dtype=dtype), None, False)
+                if STATE.recorder is None:  # one made in a trace is the trace's own constant
+                    _constants[key] = const
+                    _constant_ids.add(id(const))
             return const
         if isinstance(value, np.ndarray | np.generic):
             return _wrap(np.asarray(value), None, False)
@@ -284,7 +293,9 @@ class Tensor(OpMethods):
 
     def grad(self) -> Tensor | None:
         """The accumulated gradient of this leaf (its dtype), or None."""
-        return self._grad if self._node is None else None
+        if self._node is not None:
+            return None
+        return self._grad if STATE.recorder is None else STATE.recorder.read_grad(self)
 
     def backward(self, grad: Any = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``grad()``; ``grad`` seeds a tensor with
@@ -297,15 +308,11 @@ class Tensor(OpMethods):
         """``backward(grad)`` (the Rust library's name)."""
         self.backward(grad)
 
-    def detach(self) -> Tensor:
-        """A leaf sharing this tensor's values, with no gradient."""
-        return _wrap(self._data, None, False, self._vc)
-
     # --- values --------------------------------------------------------------------------------
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""
-        if STATE.staging is not None:
-            raise forbid_read('item')
+        if STATE.recorder is not None:
+            STATE.recorder.check_read("item")
         if self._data.size != 1:
             raise ShapeError(with_location(f"item: needs a one-element tensor, got "
                                            f"{describe(self)}"))
@@ -313,8 +320,8 @@ class Tensor(OpMethods):
 
     def data(self) -> np.ndarray:
         """A read-only numpy view of the values."""
-        if STATE.staging is not None:
-            raise forbid_read('data')
+        if STATE.recorder is not None:
+            STATE.recorder.check_read("data")
         view = self._data.view()
         view.flags.writeable = False
         return view
@@ -322,8 +329,8 @@ class Tensor(OpMethods):
     numpy = data
 
     def tolist(self) -> Any:
-        if STATE.staging is not None:
-            raise forbid_read('tolist')
+        if STATE.recorder is not None:
+            STATE.recorder.check_read("tolist")
         return self._data.tolist()
 
     def len(self) -> int:
@@ -340,8 +347,8 @@ class Tensor(OpMethods):
         return self._id
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        if STATE.staging is not None:
-            raise forbid_read('numpy conversion')
+        if STATE.recorder is not None:
+            STATE.recorder.check_read("numpy conversion")
         if copy or (dtype is not None and np.dtype(dtype) != self._data.dtype):
             return np.array(self._data, dtype=dtype, copy=True)
         return self.data()
@@ -359,8 +366,8 @@ class Tensor(OpMethods):
             yield self[i]
 
     def __bool__(self) -> bool:
-        if STATE.staging is not None:
-            raise forbid_read('bool')
+        if STATE.recorder is not None:
+            STATE.recorder.check_read("bool")
         if self._data.size != 1:
             raise ShapeError(with_location(f"bool: the truth value of a tensor with "
                                            f"{self._data.size} elements is ambiguous"))
@@ -383,11 +390,8 @@ class Tensor(OpMethods):
 
     # --- in-place leaf updates (optimizers) ----------------------------------------------------
     def _check_inplace(self, op: str) -> None:
-        if STATE.tracing is not None and STATE.staging is None:
-            raise GraphError(with_location(
-                f"{op}: in-place updates are not recorded by ap.trace(), and tracing must not "
-                f"change your tensors; trace the computation without the update"))
-        if self._node is not None:
+        # eager records a node only for values that require grad; a trace records every op
+        if self._node is not None and (self._rg or STATE.recorder is None):
             raise GraphError(with_location(
                 f"{op}: cannot update {describe(self)} in place: it was computed by a recorded "
                 f"op ({self._node.op.name}); only leaves can be updated in place"))
@@ -398,52 +402,38 @@ class Tensor(OpMethods):
         if not self._data.flags.writeable:
             raise GraphError(with_location(f"{op}: {describe(self)} is a read-only view"))
 
-    def _inplace(self, op: str, ufunc: np.ufunc, other: Any) -> Tensor:
+    def _inplace(self, op: str, ufunc: np.ufunc | None, other: Any,
+                 alpha: float | Tensor = 1.0) -> Tensor:
+        """``self <- ufunc(self, alpha * other)`` (``ufunc=None``: ``self <- other``)."""
         self._check_inplace(op)
-        if STATE.staging is not None:
-            method = {np.subtract: self.sub, np.add: self.add, np.multiply: self.mul}[ufunc]
-            return self._record_update(op, method(other))
+        scaled = isinstance(alpha, Tensor) or alpha != 1.0
+        if STATE.recorder is not None:  # traced: the update as ops, staged by the recorder
+            other = self._coerce(other).mul(alpha) if scaled else self._coerce(other)
+            new = other.broadcast_to(self.shape) if ufunc is None else \
+                {np.subtract: self.sub, np.add: self.add, np.multiply: self.mul}[ufunc](other)
+            return STATE.recorder.mutate(self, op, new)
         value = other._data if isinstance(other, Tensor) else np.asarray(other)
+        if scaled:  # plain numpy: an optimizer's update records no graph node
+            value = np.multiply(value, alpha._data if isinstance(alpha, Tensor) else alpha)
         try:
-            ufunc(self._data, value, out=self._data, casting="same_kind")
+            if ufunc is None:
+                np.copyto(self._data, value, casting="same_kind")
+            else:
+                ufunc(self._data, value, out=self._data, casting="same_kind")
         except (ValueError, TypeError) as e:
             raise ShapeError(with_location(f"{op}: {e}; operands {describe(self)}, "
                                            f"{describe(value)}")) from None
         self._vc[0] += 1
         return self
 
-    def _record_update(self, op: str, new: Tensor) -> Tensor:
-        """Inside a compile trace: apply ``self <- new`` eagerly and record it as an event."""
-        if new.shape != self.shape:
-            raise ShapeError(with_location(f"{op}: result {describe(new)} does not fit "
-                                           f"{describe(self)}"))
-        new = new.astype(self.dtype)
-        STATE.staging.before_mutation(self)
-        np.copyto(self._data, new._data)
-        self._vc[0] += 1
-        STATE.tracing.append(("mutate", self, new))
-        return self
-
-    def _scaled(self, other: Any, alpha: Any) -> Any:
-        """``alpha * other`` for an update: recorded inside a compile trace, plain numpy (no
-        graph node, no Tensor) otherwise."""
-        if STATE.staging is not None:
-            return self._coerce(other).mul(alpha)
-        value = other._data if isinstance(other, Tensor) else np.asarray(other)
-        return np.multiply(value, alpha._data if isinstance(alpha, Tensor) else alpha)
-
     def sub_(self, other: Any, alpha: float | Tensor = 1.0) -> Tensor:
         """``self -= alpha * other`` in place (a leaf, under ``no_grad``); ``alpha`` may be a
         0-d tensor (a learning rate that a compiled step takes as input)."""
-        if isinstance(alpha, Tensor) or alpha != 1.0:
-            other = self._scaled(other, alpha)
-        return self._inplace("sub_", np.subtract, other)
+        return self._inplace("sub_", np.subtract, other, alpha)
 
     def add_(self, other: Any, alpha: float | Tensor = 1.0) -> Tensor:
         """``self += alpha * other`` in place."""
-        if isinstance(alpha, Tensor) or alpha != 1.0:
-            other = self._scaled(other, alpha)
-        return self._inplace("add_", np.add, other)
+        return self._inplace("add_", np.add, other, alpha)
 
     def mul_(self, other: Any) -> Tensor:
         """``self *= other`` in place."""
@@ -451,21 +441,23 @@ class Tensor(OpMethods):
 
     def assign(self, value: Any) -> Tensor:
         """Overwrite the values in place (broadcast to this shape, cast to this dtype)."""
-        self._check_inplace("assign")
-        if STATE.staging is not None:
-            return self._record_update("assign", self._coerce(value).broadcast_to(self.shape))
-        src = value._data if isinstance(value, Tensor) else np.asarray(value)
-        try:
-            np.copyto(self._data, src, casting="same_kind")
-        except (ValueError, TypeError) as e:
-            raise ShapeError(with_location(f"assign: {e}; operands {describe(self)}, "
-                                           f"{describe(src)}")) from None
-        self._vc[0] += 1
-        return self
+        return self._inplace("assign", None, value)
 
     def zero_(self) -> Tensor:
         """Set every value to zero in place."""
         return self.assign(0)
+
+
+def is_shared_constant(t: Tensor) -> bool:
+    """Whether ``t`` is one of the cached Python-scalar operands (never updated in place)."""
+    return id(t) in _constant_ids
+
+
+def set_grad(t: Tensor, grad: Tensor | None) -> None:
+    """Set ``t``'s gradient (``zero_grad`` and friends); a trace notes the write."""
+    if STATE.recorder is not None:
+        STATE.recorder.write_grad(t)
+    t._grad = grad
 
 
 def get_grad(tensor_id: int) -> Tensor | None:
@@ -478,4 +470,4 @@ def clear_grad(tensor_id: int) -> None:
     """Reset the gradient of the tensor with this ``id()`` to None."""
     t = _by_id.get(tensor_id)
     if t is not None:
-        t._grad = None
+        set_grad(t, None)

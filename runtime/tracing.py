@@ -1,105 +1,428 @@
-"""``trace(fn, *args)``: run ``fn`` once on eager tensors, recording every op into an IR graph.
+"""Tracing: run a function once on real tensors with a ``Recorder`` and build its IR graph.
 
-Tensors passed as arguments, and tensors reached from closures, globals, ``self`` and module
-attributes, become graph inputs named after where they were found (``x``,
-``model.fc1.weight``); they are inputs by reference, never constants. Python scalars and
-tensors made inside ``fn`` without gradients become constants. Python control flow runs
-normally: the graph records the path taken.
+``trace(fn, *args)`` records every op into a ``Graph`` (like ``jax.make_jaxpr``). ``trace_step``
+is what ``compile`` uses: in-place updates and ``backward()`` are staged (applied, recorded,
+undone), and the result says where each graph input comes from on a later call, which inputs
+the call updates, which gradients it writes and what it returns.
+
+Inputs are captured by reference at the moment an op reads them: every tensor that existed
+before the trace (however the function reached it) is an input bound to that object (or, for
+a gradient read with ``.grad()``, to its leaf's gradient slot; for an argument, to that
+argument's position). A numpy array found by the walk is an input too. Tensors born inside the
+trace from Python values become constants; ``detach()`` is a stop-gradient op; values computed
+under ``no_grad`` get a ``detach`` edge so the symbolic backward ignores them as eager does.
 """
 
 from __future__ import annotations
 
 import inspect
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, with_location
+from ..errors import CompileError, GraphError, with_location
 from ..ir.dump import dump_graph
 from ..ir.graph import Graph, Node, Value, unique_name
+from ..ir.ops.shape import DETACH
 from ..ir.ops.sources import CONSTANT
-from .staging import Staging
+from . import pytree
+from .recorder import Backward, GradRead, Mutation, NewTensor, OpEvent, Recorder
 from .state import STATE, Tape
-from .tensor import Tensor
-
-_SKIP = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type, np.ndarray,
-         str, bytes, int, float, bool, complex)
+from .tensor import Tensor, is_shared_constant
+from .walk import Reach, Snapshot, reach
 
 
-def _walk(obj: Any, prefix: str, depth: int = 0,
-          seen: set[int] | None = None) -> Iterator[tuple[str, Tensor]]:
-    """``(dotted name, tensor)`` for tensors inside ``obj``: modules, containers, plain objects."""
-    seen = set() if seen is None else seen
-    if isinstance(obj, Tensor):
-        yield prefix, obj
-        return
-    if depth > 6 or id(obj) in seen or isinstance(obj, _SKIP) or obj is None:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, list | tuple):
-        items: Any = enumerate(obj)
-    elif isinstance(obj, dict):
-        items = obj.items()
-    elif hasattr(obj, "_children"):  # nn.Module and containers
-        items = obj._children()
-    elif hasattr(obj, "__dict__") and not callable(obj):
-        items = vars(obj).items()
-    else:
-        return
-    for key, child in items:
-        if isinstance(key, str | int) and not (isinstance(key, str) and key.startswith("__")):
-            yield from _walk(child, f"{prefix}.{key}" if prefix else str(key), depth + 1, seen)
+class StateChange(CompileError):
+    """The traced function changed Python state on an object it reached."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """An object a compiled call reads or writes: argument leaf ``index``, or ``obj`` itself."""
+
+    name: str
+    index: int = -1
+    obj: Any = None
+
+
+@dataclass(frozen=True)
+class Input:
+    """Graph input ``k`` reads ``sources[source]``'s ``part``: ``data`` (a tensor's array or an
+    array itself) or ``grad`` (its gradient's array)."""
+
+    source: int
+    part: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """One returned leaf: ``tensor`` (graph output ``index``, a fresh tensor), ``object`` (the
+    call's object for ``source``, as eager returned it), ``view`` (output ``index`` viewing
+    ``source``'s tensor) or ``value`` (a Python value)."""
+
+    kind: str
+    index: int = -1
+    source: int = -1
+    value: Any = None
+    requires_grad: bool = False
+
+
+@dataclass
+class StepTrace:
+    """What ``trace_step`` learned (see the module docstring)."""
+
+    graph: Graph
+    sources: list[Source]
+    inputs: list[Input]
+    structure: Any
+    results: list[Result]
+    #: ``(source of the leaf, graph output or None)``: the gradient the call leaves
+    grad_writes: list[tuple[int, int | None]]
+    #: ``(source of the leaf, has a gradient)`` for every gradient the trace read
+    grad_reads: list[tuple[int, bool]]
+    #: sources of tensors the graph reads (their identity and ``requires_grad`` are guarded)
+    captured: list[int]
+    reach: Reach
+    has_backward: bool = False
+    #: inputs whose tensors require grad (a compiled forward differentiates with respect to them)
+    wrt: list[int] = field(default_factory=list)
+
+
+class GraphBuilder:
+    """Turns recorded events into a standalone ``Graph`` with readable names."""
+
+    def __init__(self, name: str, rec: Recorder, names: dict[int, str],
+                 arg_ids: dict[int, int], arg_names: list[str]) -> None:
+        self.graph = Graph(name)
+        self.rec = rec
+        self.names = names
+        self.arg_ids = arg_ids
+        self.arg_names = arg_names
+        self.used: set[str] = set()
+        self.count = 0
+        self.current: dict[int, Value] = {}
+        self.live: set[int] = set()
+        self.sources: list[Source] = []
+        self.source_of: dict[int, int] = {}
+        self.inputs: list[Input] = []
+        self.input_of: dict[tuple[int, str], Value] = {}
+        self.tensor_of_input: list[Any] = []
+        self.updated: dict[int, Value] = {}  # graph input position -> its new value
+        self.grad_owner: dict[int, Any] = {}
+        self.grad_reads: dict[int, bool] = {}
+        self.root_of: dict[int, Any] = {}
+        self.views: dict[int, list[tuple[Any, Node]]] = {}
+        self.captured = 0
+        self.tag = ""
+
+    # --- values ------------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        return unique_name(base, self.used)
+
+    def source(self, obj: Any) -> int:
+        """The source index of a pre-existing object (an argument leaf, or the object)."""
+        k = self.source_of.get(id(obj))
+        if k is None:
+            position = self.arg_ids.get(id(obj))
+            if position is not None:
+                src = Source(self.arg_names[position], index=position)
+            else:
+                name = self.names.get(id(obj))
+                if name is None:
+                    name = f"captured_{self.captured}"
+                    self.captured += 1
+                src = Source(name, obj=obj)
+            k = self.source_of[id(obj)] = len(self.sources)
+            self.sources.append(src)
+        return k
+
+    def _input(self, obj: Any, part: str, t: Any) -> Value:
+        k = self.source(obj)
+        value = self.input_of.get((k, part))
+        if value is None:
+            label = self.sources[k].name + (".grad" if part == "grad" else "")
+            value = Value(self.fresh(label), t.shape, t.dtype)
+            self.graph.inputs.append(value)
+            self.inputs.append(Input(k, part))
+            self.tensor_of_input.append(t)
+            self.input_of[(k, part)] = value
+            if part == "data" and isinstance(t, Tensor) and t._rg:
+                self.live.add(id(value))
+        return value
+
+    def constant(self, array: np.ndarray) -> Value:
+        value = Value(self.fresh(f"const_{self.count}"), array.shape, array.dtype)
+        self.count += 1
+        self.graph.nodes.append(Node(CONSTANT, (), {"value": array}, out=value, tag=self.tag))
+        return value
+
+    def value_of(self, t: Any) -> Value:
+        value = self.current.get(id(t))
+        if value is not None:
+            return value
+        if id(t) in self.rec.born:
+            raise GraphError(f"internal: {t!r} was made in the trace but never recorded")
+        if is_shared_constant(t):
+            value = self.constant(t._data)
+        else:
+            owner = self.grad_owner.get(id(t))
+            value = self._input(owner, "grad", t) if owner is not None else \
+                self._input(t, "data", t)
+        self.current[id(t)] = value
+        return value
+
+    def emit(self, op: Any, operands: tuple, attrs: dict, shape: tuple, dtype: Any,
+             src: str | None) -> Value:
+        out = Value(self.fresh(f"{op.name}_{self.count}"), shape, dtype)
+        self.count += 1
+        self.graph.nodes.append(Node(op, operands, dict(attrs), out=out, src=src, tag=self.tag))
+        return out
+
+    # --- events --------------------------------------------------------------------------------
+    def on_op(self, event: OpEvent) -> None:
+        node, t = event.node, event.out
+        operands = tuple(self.value_of(x) for x in node.inputs)
+        value = self.emit(node.op, operands, node.attrs, t.shape, t.dtype, node.src)
+        reaches = any(id(v) in self.live for v in operands) and t.dtype.kind == "f" \
+            and node.op.vjp is not None
+        if reaches and event.grad_enabled:
+            self.live.add(id(value))
+        elif reaches:  # computed under no_grad: no gradient flows back through it
+            value = self.emit(DETACH, (value,), {}, t.shape, t.dtype, node.src)
+        self.current[id(t)] = value
+        if node.op.aliases_input:
+            base = node.inputs[0]
+            root = self.root_of.get(id(base), base)
+            self.root_of[id(t)] = root
+            self.views.setdefault(id(root), []).append((t, node))
+
+    def on_new(self, event: NewTensor) -> None:
+        source = event.source
+        if isinstance(source, Tensor):
+            value = self.value_of(source)
+        elif isinstance(source, np.ndarray) and id(source) in self.names:
+            value = self._input(source, "data", source)
+            if value.dtype != event.data.dtype:
+                from ..ir.ops.elementwise import ASTYPE
+
+                value = self.emit(ASTYPE, (value,), {"dtype": event.data.dtype},
+                                  event.data.shape, event.data.dtype, None)
+        else:
+            value = self.constant(event.data)
+        self.current[id(event.tensor)] = value
+
+    def on_mutation(self, event: Mutation) -> None:
+        target = event.target
+        self.value_of(target)  # a pre-existing target becomes an input first
+        new = self.value_of(event.new)
+        self.current[id(target)] = new
+        if id(target) not in self.rec.born:
+            position = self._position(target)
+            self.updated[position] = new
+        for view, node in self.views.get(id(target), []):  # views see the update, as in eager
+            operands = tuple(self.value_of(x) for x in node.inputs)
+            self.current[id(view)] = self.emit(node.op, operands, node.attrs, view.shape,
+                                               view.dtype, node.src)
+
+    def _position(self, t: Any) -> int:
+        owner = self.grad_owner.get(id(t))
+        key = (self.source(owner), "grad") if owner is not None else (self.source(t), "data")
+        value = self.input_of[key]
+        return next(i for i, v in enumerate(self.graph.inputs) if v is value)
+
+    def on_grad_read(self, event: GradRead) -> None:
+        leaf, grad = event.leaf, event.grad
+        if id(leaf) in self.rec.born or not event.original:
+            return
+        k = self.source(leaf)
+        self.grad_reads.setdefault(k, grad is not None)
+        if grad is not None:
+            self.grad_owner[id(grad)] = leaf
+
+    def replay(self, events: list, on_backward: Callable | None) -> bool:
+        """Build the graph from ``events``; returns whether a ``backward()`` was recorded."""
+        has_backward = False
+        for event in events:
+            if isinstance(event, OpEvent):
+                self.on_op(event)
+            elif isinstance(event, NewTensor):
+                self.on_new(event)
+            elif isinstance(event, Mutation):
+                self.on_mutation(event)
+            elif isinstance(event, GradRead):
+                self.on_grad_read(event)
+            elif isinstance(event, Backward):
+                if on_backward is None:
+                    raise GraphError("trace: backward() inside ap.trace() is not recorded; use "
+                                     "ap.compile for whole training steps")
+                on_backward(self, event.root, event.grads)
+                has_backward = True
+                self.tag = "update"
+        return has_backward
 
 
 def _fn_name(fn: Any) -> str:
-    return getattr(fn, "__name__", None) or type(fn).__name__.lower()
+    name = getattr(fn, "__name__", None) or type(fn).__name__.lower()
+    return "lambda" if name == "<lambda>" else name
 
 
-def named_tensors(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[int], dict]:
-    """Where each reachable tensor is found: arguments first, then self, closures, globals.
-
-    Returns the ids of the argument tensors (in signature order) and ``id -> (name, tensor)``.
-    """
-    found: dict[int, tuple[str, Tensor]] = {}
-
-    def add(prefix: str, obj: Any) -> None:
-        for name, t in _walk(obj, prefix):
-            found.setdefault(id(t), (name, t))
-
-    target = getattr(fn, "forward", fn) if not inspect.isroutine(fn) else fn
+def _parameter_names(fn: Any) -> list[str]:
+    target = fn if inspect.isroutine(fn) or not hasattr(fn, "forward") else fn.forward
     try:
-        bound = inspect.signature(target).bind(*args, **kwargs)
-        for name, value in bound.arguments.items():
-            add(name, value)
+        return [p.name for p in inspect.signature(target).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
-        for i, value in enumerate(args):
-            add(f"arg{i}", value)
-        for name, value in kwargs.items():
-            add(name, value)
-    from_args = list(found)
-    if not inspect.isroutine(fn):
-        add("model", fn)
-    owner = getattr(target, "__self__", None)
-    if owner is not None and owner is not fn:
-        add("self", owner)
-    code = getattr(target, "__code__", None)
-    if code is not None:
-        for name, cell in zip(code.co_freevars, target.__closure__ or (), strict=True):
-            try:
-                add(name, cell.cell_contents)
-            except ValueError:  # an empty cell
-                continue
-        glb = getattr(target, "__globals__", {})
-        for name in code.co_names:
-            if name in glb:
-                add(name, glb[name])
-    return from_args, found
+        return []
 
 
-def flatten(result: Any) -> tuple[list[Tensor], Any]:
+def _run(fn: Callable, args: tuple, kwargs: dict, rec: Recorder) -> Any:
+    """Run ``fn`` with ``rec`` recording; the thread's recorder and tape are restored."""
+    st = STATE
+    saved = (st.recorder, st.tape)
+    st.recorder, st.tape = rec, Tape()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        st.recorder, st.tape = saved
+
+
+def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
+    """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
+    leaves: list = []
+    pytree.flatten((args, kwargs), leaves, [])
+    names = pytree.leaf_names(args, kwargs, _parameter_names(fn))
+    found = reach(fn, [])
+    rec = Recorder(staging=False)
+    result = _run(fn, args, kwargs, rec)
+    builder = GraphBuilder(_fn_name(fn), rec, found.names,
+                           {id(x): i for i, x in enumerate(leaves) if isinstance(x, Tensor)},
+                           names)
+    for x in leaves:  # arguments come first, in signature order, used or not
+        if isinstance(x, Tensor):
+            builder.value_of(x)
+    builder.replay(rec.events, None)
+    outputs, structure = flatten_result(result)
+    builder.graph.outputs = [builder.value_of(t) for t in outputs]
+    builder.graph.meta["outputs"] = structure_text(structure)
+    graph = builder.graph.verify()
+    dump_graph(graph)
+    return graph
+
+
+def trace_step(fn: Callable, args: tuple, kwargs: dict, leaves: list, arg_names: list[str],
+               found: Reach, on_backward: Callable) -> StepTrace:
+    """Trace ``fn`` for ``compile`` (see the module docstring). ``leaves`` are the call's
+    argument leaves as ``fn`` sees them (numpy arrays already stand-in tensors). Raises
+    ``CompileError`` when the trace changed Python state on the objects it walked."""
+    snapshot = Snapshot.take(found)
+    rec = Recorder(staging=True)
+    arg_ids = {id(x): i for i, x in enumerate(leaves) if isinstance(x, Tensor)}
+    for x in leaves:
+        if isinstance(x, Tensor) and x._node is None:
+            rec.before_grad_change(x)
+    for _, t in found.tensors():
+        if t._node is None:
+            rec.before_grad_change(t)
+    try:
+        result = _run(fn, args, kwargs, rec)
+        changed = snapshot.changes()
+        if changed:
+            raise StateChange(with_location(
+                f"compile: {_fn_name(fn)} changes Python state when it runs ("
+                + "; ".join(changed[:3]) + "); a compiled function would do that only once, "
+                "when it is traced. Keep such changes outside the compiled function (e.g. "
+                "call sched.step() after it) or use tensors updated in place"))
+        builder = GraphBuilder(_fn_name(fn), rec, found.names, arg_ids, arg_names)
+        for x in leaves:
+            if isinstance(x, Tensor):
+                builder.value_of(x)
+        has_backward = builder.replay(rec.events, on_backward)
+        return _finish(builder, result, found, has_backward)
+    finally:
+        rec.undo()
+        snapshot.restore()
+
+
+def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool) -> StepTrace:
+    graph = builder.graph
+    rec = builder.rec
+    flat: list = []
+    structure = pytree.flatten(result, flat, []) if _is_output_tree(result) else None
+    if structure is None:
+        flat = [result]
+    results = []
+    for leaf in flat:
+        results.append(_result(builder, leaf))
+    grad_writes: list[tuple[int, int | None]] = []
+    for leaf in rec.grad_leaves():
+        final = leaf._grad
+        if final is rec.original_grad(leaf) or id(leaf) in rec.born:
+            continue
+        k = builder.source(leaf)
+        if final is None:
+            grad_writes.append((k, None))
+        else:
+            grad_writes.append((k, len(graph.outputs)))
+            graph.outputs.append(builder.value_of(final))
+    for position, value in builder.updated.items():
+        graph.updates.append((position, len(graph.outputs)))
+        graph.outputs.append(value)
+    _refuse_aliased_updates(builder)
+    graph.meta["outputs"] = "tensor" if structure is None else "pytree"
+    graph.verify()
+    dump_graph(graph)
+    wrt = [i for i, (inp, t) in enumerate(zip(builder.inputs, builder.tensor_of_input,
+                                              strict=True))
+           if inp.part == "data" and isinstance(t, Tensor) and t._rg and t.dtype.kind == "f"]
+    captured = sorted({inp.source for inp in builder.inputs if builder.sources[inp.source].obj
+                       is not None and inp.part == "data"})
+    return StepTrace(graph, builder.sources, builder.inputs, structure, results, grad_writes,
+                     list(builder.grad_reads.items()), captured, found, has_backward, wrt)
+
+
+def _is_output_tree(result: Any) -> bool:
+    return pytree._node(result) is not None
+
+
+def _result(builder: GraphBuilder, leaf: Any) -> Result:
+    graph = builder.graph
+    if isinstance(leaf, Tensor):
+        if id(leaf) not in builder.rec.born and id(leaf) not in builder.current:
+            builder.value_of(leaf)
+        if id(leaf) not in builder.rec.born:
+            owner = builder.grad_owner.get(id(leaf))
+            if owner is None:
+                return Result("object", source=builder.source(leaf))
+        graph.outputs.append(builder.value_of(leaf))
+        index = len(graph.outputs) - 1
+        root = builder.root_of.get(id(leaf))
+        if root is not None and id(root) not in builder.rec.born:
+            return Result("view", index, builder.source(root), requires_grad=leaf._rg)
+        return Result("tensor", index, requires_grad=leaf._rg)
+    if leaf is None or isinstance(leaf, pytree.SCALAR_TYPES):
+        return Result("value", value=leaf)
+    raise CompileError(with_location(
+        f"compile: a compiled function may return tensors, Python scalars, strings and None "
+        f"(in lists, tuples, dicts); got {type(leaf).__name__}"))
+
+
+def _refuse_aliased_updates(builder: GraphBuilder) -> None:
+    """An input updated in place while another input shares its memory cannot be compiled:
+    eager reads the other one after the update, the generated code before it."""
+    arrays = [t._data if isinstance(t, Tensor) else t for t in builder.tensor_of_input]
+    for position in builder.updated:
+        for j, other in enumerate(arrays):
+            if j != position and np.may_share_memory(arrays[position], other):
+                names = (builder.graph.inputs[position].name, builder.graph.inputs[j].name)
+                raise CompileError(with_location(
+                    f"compile: {names[0]} is updated in place and {names[1]} shares its memory "
+                    f"(a view taken before the call, or the same tensor passed twice); pass "
+                    f"the tensor once, or compute the view inside the compiled function"))
+
+
+def flatten_result(result: Any) -> tuple[list[Tensor], Any]:
     """Tensors in ``result`` (a tensor or nested lists/tuples/dicts) and its structure."""
     if isinstance(result, Tensor):
         return [result], "tensor"
@@ -108,7 +431,7 @@ def flatten(result: Any) -> tuple[list[Tensor], Any]:
         leaves: list[Tensor] = []
         specs = []
         for item in items:
-            sub, spec = flatten(item)
+            sub, spec = flatten_result(item)
             leaves.extend(sub)
             specs.append(spec)
         kind = type(result).__name__ if not isinstance(result, dict) else "dict"
@@ -116,17 +439,6 @@ def flatten(result: Any) -> tuple[list[Tensor], Any]:
         return leaves, (kind, keys, specs)
     raise GraphError(with_location(f"trace: outputs must be tensors or lists, tuples and dicts "
                                    f"of them; got {type(result).__name__}"))
-
-
-def unflatten(spec: Any, leaves: Iterator[Any]) -> Any:
-    """Rebuild a structure from ``flatten``'s spec and an iterator of leaves."""
-    if spec == "tensor":
-        return next(leaves)
-    kind, keys, specs = spec
-    items = [unflatten(s, leaves) for s in specs]
-    if kind == "dict":
-        return dict(zip(keys, items, strict=True))
-    return tuple(items) if kind == "tuple" else list(items)
 
 
 def structure_text(spec: Any) -> str:
@@ -137,178 +449,29 @@ def structure_text(spec: Any) -> str:
     return f"dict({', '.join(map(str, keys))})" if kind == "dict" else f"{kind}({len(specs)})"
 
 
-class GraphBuilder:
-    """Turns recorded eager nodes into a standalone ``Graph`` with readable names."""
-
-    def __init__(self, name: str, names: dict[int, tuple[str, Tensor]]) -> None:
-        self.graph = Graph(name)
-        self.names = names
-        self.by_tensor: dict[int, Value] = {}
-        self.by_node: dict[int, Value] = {}
-        self.used: set[str] = set()
-        self.captured = 0
-        self.count = 0
-        self.input_tensors: list[Tensor] = []
-        #: compile traces: in-place updates of inputs, ``id(tensor) -> (tensor, new value)``
-        self.writes: dict[int, tuple[Tensor, Value]] = {}
-        self.tag = ""
-
-    def fresh(self, base: str) -> str:
-        return unique_name(base, self.used)
-
-    def _input(self, t: Tensor, name: str) -> Value:
-        value = Value(self.fresh(name), t.shape, t.dtype)
-        self.graph.inputs.append(value)
-        self.input_tensors.append(t)
-        self.by_tensor[id(t)] = value
-        return value
-
-    def value_of(self, t: Tensor) -> Value:
-        if t._node is not None and id(t._node) in self.by_node:
-            return self.by_node[id(t._node)]
-        if id(t) in self.by_tensor:
-            return self.by_tensor[id(t)]
-        if id(t) in self.names:
-            return self._input(t, self.names[id(t)][0])
-        if t._rg:  # a parameter-like tensor found nowhere we looked: still an input
-            self.captured += 1
-            return self._input(t, f"captured_{self.captured - 1}")
-        value = Value(self.fresh(f"const_{self.count}"), t.shape, t.dtype)
-        self.count += 1
-        self.graph.nodes.append(Node(CONSTANT, (), {"value": np.array(t._data)}, out=value))
-        self.by_tensor[id(t)] = value
-        return value
-
-    def add(self, node: Node) -> None:
-        operands = tuple(self.value_of(t) for t in node.inputs)
-        out = Value(self.fresh(f"{node.op.name}_{self.count}"), node.value.shape,
-                    node.value.dtype)
-        self.count += 1
-        self.graph.nodes.append(Node(node.op, operands, dict(node.attrs), out=out, src=node.src,
-                                     tag=self.tag))
-        self.by_node[id(node)] = out
-
-    def handle(self, event: Any, on_backward: Callable | None = None) -> None:
-        """Add a recorded node, or apply a compile-trace event (see ``runtime.staging``)."""
-        if isinstance(event, Node):
-            self.add(event)
-            return
-        kind = event[0]
-        if kind == "alias":
-            self.by_tensor[id(event[1])] = self.value_of(event[2])
-        elif kind == "mutate":
-            _, target, new = event
-            before = self.value_of(target)
-            after = self.value_of(new)
-            self.by_tensor[id(target)] = after
-            if any(before is v for v in self.graph.inputs) or id(target) in self.writes:
-                self.writes[id(target)] = (target, after)
-        elif kind == "backward":
-            if on_backward is None:
-                raise GraphError("trace: backward() was recorded but nothing can derive it")
-            on_backward(self, event[1], event[2])
-            self.tag = "update"
-
-
-def _run_recorded(fn: Callable, args: tuple, kwargs: dict, staging: Staging | None) -> tuple:
-    """Run ``fn`` with every op (and, with ``staging``, every side effect) recorded; returns
-    its result and the recorded nodes/events. The thread's tracing state is restored."""
-    st = STATE
-    events: list = staging.events if staging is not None else []
-    saved = (st.tape, st.tracing, st.record_src, st.staging)
-    st.tape, st.tracing, st.record_src, st.staging = Tape(), events, True, staging
-    try:
-        return fn(*args, **kwargs), events
-    finally:
-        st.tape, st.tracing, st.record_src, st.staging = saved
-
-
-def _builder(fn: Callable, from_args: list[int], names: dict) -> GraphBuilder:
-    builder = GraphBuilder(_fn_name(fn), names)
-    for key in from_args:  # arguments come first, in signature order, used or not
-        builder.value_of(names[key][1])
-    return builder
-
-
-def _finish(builder: GraphBuilder, structure: Any) -> Graph:
-    builder.graph.meta["outputs"] = structure_text(structure)
-    graph = builder.graph.verify()
-    dump_graph(graph)
-    return graph
-
-
-def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
-    """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
-    from_args, names = named_tensors(fn, args, kwargs)
-    result, recorded = _run_recorded(fn, args, kwargs, None)
-    outputs, structure = flatten(result)
-    builder = _builder(fn, from_args, names)
-    for node in recorded:
-        builder.add(node)
-    builder.graph.outputs = [builder.value_of(t) for t in outputs]
-    return _finish(builder, structure)
-
-
-@dataclass
-class StepTrace:
-    """What ``trace_step`` learned: the graph, where each input comes from, how outputs nest,
-    and which tensors the step updates (values and gradients)."""
-
-    graph: Graph
-    input_tensors: list[Tensor]
-    structure: Any
-    n_results: int
-    writes: list[Tensor] = field(default_factory=list)
-    grads: list[tuple[Tensor, int | None]] = field(default_factory=list)
-    has_backward: bool = False
-
-
-def trace_step(fn: Callable, args: tuple, kwargs: dict,
-               on_backward: Callable[[GraphBuilder, Tensor, list], None]) -> StepTrace:
-    """Trace ``fn`` for compile(): like ``trace`` but in-place updates and ``backward()`` are
-    recorded as events and undone afterwards, and reading values is an error."""
-    from_args, names = named_tensors(fn, args, kwargs)
-    staging = Staging([])
-    for _, t in names.values():
-        if t.is_leaf():
-            staging.before_grad_change(t)
-    try:
-        result, events = _run_recorded(fn, args, kwargs, staging)
-        outputs, structure = flatten(result)
-        builder = _builder(fn, from_args, names)
-        has_backward = False
-        for event in events:
-            has_backward |= isinstance(event, tuple) and event[0] == "backward"
-            builder.handle(event, on_backward)
-        builder.graph.outputs = [builder.value_of(t) for t in outputs]
-        writes = [t for t, _ in builder.writes.values()]
-        builder.graph.outputs += [v for _, v in builder.writes.values()]
-        grads: list[tuple[Tensor, int | None]] = []
-        for leaf in staging.grad_leaves():  # gradients as the step leaves them
-            final = leaf._grad
-            if final is staging.original_grad(leaf):
-                continue
-            if final is None:
-                grads.append((leaf, None))
-            else:
-                grads.append((leaf, len(builder.graph.outputs)))
-                builder.graph.outputs.append(builder.value_of(final))
-    finally:
-        staging.restore()
-    return StepTrace(_finish(builder, structure), builder.input_tensors, structure,
-                     len(outputs), writes, grads, has_backward)
-
-
 def current_graph() -> Graph:
     """What this thread's eager tape holds since the last ``clear_graph()``, as a ``Graph``:
     leaves are inputs, values no recorded op reads are outputs."""
     nodes = STATE.tape.nodes()
-    builder = GraphBuilder("tape", {})
+    graph = Graph("tape")
+    used: set[str] = set()
+    values: dict[int, Value] = {}
+
+    def value_of(t: Tensor) -> Value:
+        if t._node is not None and id(t._node) in values:
+            return values[id(t._node)]
+        if id(t) not in values:
+            value = Value(unique_name(f"leaf_{len(graph.inputs)}", used), t.shape, t.dtype)
+            graph.inputs.append(value)
+            values[id(t)] = value
+        return values[id(t)]
+
     for node in nodes:
-        for t in node.inputs:
-            if t._node is None and id(t) not in builder.by_tensor and t._rg:
-                builder._input(t, f"leaf_{len(builder.graph.inputs)}")
-        builder.add(node)
+        operands = tuple(value_of(t) for t in node.inputs)
+        out = Value(unique_name(f"{node.op.name}_{len(graph.nodes)}", used), node.value.shape,
+                    node.value.dtype)
+        graph.nodes.append(Node(node.op, operands, dict(node.attrs), out=out, src=node.src))
+        values[id(node)] = out
     read = {id(t._node) for n in nodes for t in n.inputs if t._node is not None}
-    builder.graph.outputs = [builder.by_node[id(n)] for n in nodes if id(n) not in read]
-    return builder.graph
+    graph.outputs = [values[id(n)] for n in nodes if id(n) not in read]
+    return graph

@@ -79,6 +79,6 @@ def test_compile_tour_shows_passes_source_and_cache() -> None:
     assert "[bwd]" in out and "[update]" in out and "fused[" in out
     assert "def fn_train_step(" in out and "dot(v_x, v_model_fc1_weight, out=buf0)" in out
     assert "cache: 51 hits, 2 misses, 2 compiles" in out  # 50 + the call after the lr change
-    assert "args[0]: array <f4[16, 8] -> array <f4[8, 8]" in out
+    assert "x: array float32[16, 8] -> array float32[8, 8]" in out
     before, after = (float(v) for v in re.findall(r"loss ([0-9.]+)", out)[:2])
     assert after < before

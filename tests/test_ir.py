@@ -155,7 +155,7 @@ def test_every_registered_op_appears_in_some_traced_case() -> None:
     # comparisons, sign and astype are traced in test_comparisons_and_casts_trace below;
     # scatter_add only appears in backward graphs
     assert set(all_ops()) - seen == {"astype", "eq", "ge", "gt", "le", "lt", "ne", "scatter_add",
-                                     "sign", "one_hot"}
+                                     "sign", "one_hot", "detach"}
 
 
 def test_one_hot_traces_and_round_trips() -> None:
@@ -324,7 +324,9 @@ def test_show_command_renders_text_and_dot_and_explains_missing_dot(tmp_path) ->
     assert text.returncode == 0 and text.stdout.startswith("graph linear_relu(")
     assert run("--format", "dot").stdout.startswith("digraph")
     svg = run("--format", "svg", "-o", str(tmp_path / "g.svg"))
-    if shutil.which("dot"):
+    from aprender.__main__ import _renderer
+
+    if _renderer():
         assert svg.returncode == 0 and (tmp_path / "g.svg").read_text().startswith("<")
     else:
         assert svg.returncode == 2 and "needs Graphviz's `dot`" in svg.stderr

@@ -1,4 +1,5 @@
-"""Dead-code elimination: drop nodes whose values nothing uses."""
+"""Dead-code elimination: drop nodes whose values nothing uses (ops whose kernels check their
+inputs and raise, such as ``one_hot``'s label range, stay: eager would have raised)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ def dce(graph: Graph) -> Graph:
     needed = {id(v) for v in graph.outputs}
     kept = []
     for node in reversed(graph.nodes):
-        if any(id(v) in needed for v in node_outputs(node)):
+        if node.op.checks or any(id(v) in needed for v in node_outputs(node)):
             kept.append(node)
             needed.update(id(v) for v in node.inputs)
-    return type(graph)(graph.name, list(graph.inputs), kept[::-1], list(graph.outputs),
-                       dict(graph.meta))
+    return graph.rebuilt(kept[::-1])

@@ -45,4 +45,4 @@ def decompose(graph: Graph) -> Graph:
                  out=node.out)
         else:
             nodes.append(node)
-    return Graph(graph.name, list(graph.inputs), nodes, list(graph.outputs), dict(graph.meta))
+    return graph.rebuilt(nodes)

@@ -30,4 +30,4 @@ def fold_constants(graph: Graph) -> Graph:
                               tag=node.tag))
         else:
             nodes.append(node)
-    return Graph(graph.name, list(graph.inputs), nodes, list(graph.outputs), dict(graph.meta))
+    return graph.rebuilt(nodes)

@@ -45,4 +45,4 @@ def fuse(graph: Graph, min_size: int = 2) -> Graph:
         outs = [n.out for n in run
                 if id(n.out) in returned or used_later.get(id(n.out), -1) >= end]
         nodes.append(FusedNode(tuple(inputs), run, outs, tag=run[0].tag))
-    return Graph(graph.name, list(graph.inputs), nodes, list(graph.outputs), dict(graph.meta))
+    return graph.rebuilt(nodes)

@@ -45,4 +45,4 @@ def lower_reductions(graph: Graph) -> Graph:
                               tag=node.tag))
         else:
             nodes.append(node)
-    return Graph(graph.name, list(graph.inputs), nodes, list(graph.outputs), dict(graph.meta))
+    return graph.rebuilt(nodes)

@@ -24,5 +24,4 @@ def substitute(graph: Graph, nodes: list[Node], mapping: dict[int, Value]) -> Gr
         else:
             out_nodes.append(Node(node.op, inputs, node.attrs, out=node.out, src=node.src,
                                   tag=node.tag))
-    return Graph(graph.name, list(graph.inputs), out_nodes,
-                 [resolve(v) for v in graph.outputs], dict(graph.meta))
+    return graph.rebuilt(out_nodes, [resolve(v) for v in graph.outputs])

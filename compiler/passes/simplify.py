@@ -1,6 +1,6 @@
 """Algebraic simplification: identities that remove work without changing any value.
 
-x*1, 1*x, x/1, x+0, 0+x, x-0 -> x; neg(neg x) -> x; transpose of transpose -> one transpose
+x*1, 1*x, x/1, x+(-0), (-0)+x, x-0 -> x (bit for bit, signed zeros included); detach -> x; neg(neg x) -> x; transpose of transpose -> one transpose
 (or none); reshape of reshape -> one reshape; reshape/broadcast_to/sum_to/astype to what the
 value already is -> the value; an element-wise operand ``broadcast_to(y)`` -> ``y`` when numpy
 broadcasting gives the same result (the broadcasts of ones from sum/mean backward);
@@ -19,8 +19,10 @@ from ...ir.ops.sources import CONSTANT
 from ...ir.registry import get_op
 from .rewrite import substitute
 
-_IDENTITY_OPERAND = {"mul": (1.0, (0, 1)), "add": (0.0, (0, 1)), "sub": (0.0, (1,)),
-                     "div": (1.0, (1,))}
+#: op -> (unit, operand positions, sign bit of the unit): ``x + -0.0`` and ``x - 0.0`` keep
+#: every value of x bit for bit (``-0.0 + 0.0`` is ``+0.0``, so ``x + 0.0`` is no identity)
+_IDENTITY_OPERAND = {"mul": (1.0, (0, 1), False), "add": (0.0, (0, 1), True),
+                     "sub": (0.0, (1,), False), "div": (1.0, (1,), False)}
 
 
 def _const(v: Value, producers: dict[int, Node]) -> np.ndarray | None:
@@ -61,12 +63,12 @@ def _rewrite(node: Node, producers: dict[int, Node]) -> Value | Node | None:
     """A value equal to ``node.out``, a cheaper node computing it, or None."""
     name, x, out = node.op.name, node.inputs, node.out
     if name in _IDENTITY_OPERAND:
-        unit, positions = _IDENTITY_OPERAND[name]
+        unit, positions, sign = _IDENTITY_OPERAND[name]
         for pos in positions:
             c = _const(x[pos], producers)
             other = x[1 - pos]
             if c is not None and np.all(c == unit) and _same_type(other, out) and \
-                    not (unit == 0.0 and np.signbit(c).any()):
+                    np.all(np.signbit(c) == sign):
                 return other
     if name == "sum" and node.attrs["axis"] == (len(x[0].shape) - 1,):
         inner = producers.get(id(x[0]))
@@ -82,6 +84,8 @@ def _rewrite(node: Node, producers: dict[int, Node]) -> Value | Node | None:
         inner = producers.get(id(x[0]))
         if inner is not None and inner.op.name == "neg":
             return inner.inputs[0]
+    if name == "detach":  # a stop-gradient edge matters to autodiff only, which has run
+        return x[0]
     if name in ("reshape", "broadcast_to", "sum_to", "astype") and _same_type(x[0], out):
         return x[0]
     if name == "transpose":

@@ -41,6 +41,12 @@ TRANSPOSE = register(OpDef(
     attrs=("axes",), doc="permute axes", template="{{ x[0] }}.transpose({{ a.axes }})"))
 
 
+DETACH = register(OpDef(
+    name="detach", aliases_input=True, kind="view", impl=lambda a: a,
+    infer=lambda x: (tuple(x.shape), np.dtype(x.dtype)),
+    doc="the same values with no gradient path (a stop-gradient edge)", template="{{ x[0] }}"))
+
+
 def _broadcast_to_infer(x, shape):
     try:
         ok = np.broadcast_shapes(tuple(x.shape), tuple(shape)) == tuple(shape)
@@ -134,7 +140,7 @@ def _one_hot_impl(labels, num_classes, dtype):
 
 
 ONE_HOT = register(OpDef(
-    name="one_hot", kind="other", impl=_one_hot_impl,
+    name="one_hot", kind="other", impl=_one_hot_impl, checks=True,
     infer=lambda x, num_classes, dtype: (tuple(x.shape) + (num_classes,), np.dtype(dtype)),
     attrs=("num_classes", "dtype"),
     doc="integer labels as one-hot rows (no gradient); checks the label range when it runs"))

@@ -1,0 +1,122 @@
+"""Guards: the checks a cached compiled entry runs before each call, compiled into one function.
+
+Each ``Guard`` is one readable condition (``model.fc1.weight is <tensor float32[4, 8]>``,
+``cfg['scale'] == 2.0``, ``model.fc1.weight has a gradient``) with the Python expression that
+checks it. ``GuardSet.compile()`` joins every expression into one generated function of the
+call's argument leaves ``L``, so a hit costs one call; ``explain()`` runs them one by one to say
+which failed, what it expected and what it found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .walk import Place
+
+
+@dataclass(frozen=True)
+class Guard:
+    """One condition: ``text`` for people, ``expr`` (Python) for the check, ``read`` the
+    expression of what it reads (shown as ``old -> new`` when the guard fails)."""
+
+    text: str
+    expr: str
+    read: str
+    expected: str
+
+
+def _show(value: Any) -> str:
+    from .tensor import Tensor
+
+    if isinstance(value, Tensor):
+        return f"<tensor {value.dtype}{list(value.shape)}>"
+    if isinstance(value, np.ndarray):
+        return f"<array {value.dtype}{list(value.shape)}>"
+    if callable(value):
+        return f"<function {getattr(value, '__qualname__', type(value).__name__)}>"
+    return repr(value)[:60]
+
+
+@dataclass
+class GuardSet:
+    """Guards of one compiled entry and the objects their expressions refer to."""
+
+    guards: list[Guard] = field(default_factory=list)
+    bound: dict[str, Any] = field(default_factory=dict)
+    _ids: dict[int, str] = field(default_factory=dict)
+
+    def bind(self, obj: Any) -> str:
+        """A name for ``obj`` in the generated check (the object is held by the entry)."""
+        name = self._ids.get(id(obj))
+        if name is None:
+            name = self._ids[id(obj)] = f"o{len(self.bound)}"
+            self.bound[name] = obj
+        return name
+
+    def _at(self, place: Place) -> str:
+        return place.expr(self.bind(place.root), self.bind)
+
+    def identity(self, place: Place, obj: Any) -> None:
+        at = self._at(place)
+        self.guards.append(Guard(f"{place.name} is {_show(obj)}", f"{at} is {self.bind(obj)}",
+                                 at, _show(obj)))
+
+    def value(self, place: Place, value: Any) -> None:
+        at = self._at(place)
+        if value is None or isinstance(value, bool):
+            expr = f"{at} is {value!r}"
+        elif isinstance(value, float) and math.isnan(value):
+            expr = f"{at} != {at}"
+        elif isinstance(value, float) and value == 0.0:
+            expr = f"({at} == 0.0 and copysign(1.0, {at}) == {math.copysign(1.0, value)!r})"
+        else:
+            expr = f"{at} == {self.bind(value)}"
+        self.guards.append(Guard(f"{place.name} == {_show(value)}", expr, at, _show(value)))
+
+    def length(self, place: Place, n: int) -> None:
+        at = self._at(place)
+        self.guards.append(Guard(f"len({place.name}) == {n}", f"len({at}) == {n}",
+                                 f"len({at})", str(n)))
+
+    def attribute(self, name: str, obj: str, attr: str, expected: Any) -> None:
+        """``obj.attr is expected`` where ``obj`` is an expression (``L[0]``, a bound name)."""
+        self.guards.append(Guard(f"{name}.{attr} is {expected!r}", f"{obj}.{attr} is "
+                                 f"{expected!r}", f"{obj}.{attr}", repr(expected)))
+
+    def has_grad(self, name: str, obj: str, exists: bool) -> None:
+        self.guards.append(Guard(f"{name} {'has' if exists else 'has no'} gradient",
+                                 f"{obj}._grad is {'not ' if exists else ''}None",
+                                 f"{obj}._grad is not None", repr(exists)))
+
+    def compile(self) -> Callable[[list], bool]:
+        """One function ``check(L) -> bool`` testing every guard in order."""
+        body = " and\n            ".join(g.expr for g in self.guards) or "True"
+        source = (f"def check(L):\n    try:\n        return bool({body})\n"
+                  f"    except Exception:\n        return False\n")
+        namespace: dict[str, Any] = {"copysign": math.copysign, **self.bound}
+        exec(compile(source, "<aprender guards>", "exec"), namespace)  # our own generated code
+        return namespace["check"]
+
+    def explain(self, leaves: list) -> str | None:
+        """``text: expected -> found`` for the first guard that fails now, or None."""
+        namespace = {"copysign": math.copysign, "L": leaves, **self.bound}
+        for g in self.guards:
+            try:
+                ok = bool(eval(g.expr, namespace))  # noqa: S307 - our own generated expression
+            except Exception as e:  # the place is gone
+                return f"{g.text}: {g.expected} -> ({type(e).__name__}: {e})"
+            if not ok:
+                try:
+                    found = _show(eval(g.read, namespace))  # noqa: S307
+                except Exception as e:
+                    found = f"({type(e).__name__})"
+                return f"{g.text}: {g.expected} -> {found}"
+        return None
+
+    def __str__(self) -> str:
+        return "\n".join(g.text for g in self.guards)

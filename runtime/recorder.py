@@ -1,0 +1,183 @@
+"""The trace protocol in one place: what eager code reports while a function is traced.
+
+While ``STATE.recorder`` is set, ``runtime.tensor`` and ``runtime.engine`` call one hook each
+where something happens that a graph must know about, and the recorder appends a typed event:
+
+- ``OpEvent``: an op ran (its tape node, the tensor it made, the grad mode at that moment);
+- ``NewTensor``: a tensor was made without an op (``Tensor(...)``, a factory, a constant);
+- ``Mutation``: an in-place update ``target <- new`` (``sub_``, ``assign``, ...);
+- ``Backward``: ``loss.backward()`` gave each leaf a gradient placeholder;
+- ``GradRead``: ``leaf.grad()`` was read.
+
+``ap.trace`` uses a recorder that refuses in-place updates; ``compile`` uses one that stages
+them: updates and ``backward()`` run eagerly (so the trace sees real values) and ``undo()``
+puts every touched array, version counter and gradient back afterwards, so tracing changes
+no user tensor. Reading a value (``item()``, ``bool(t)``) raises in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import GraphError, with_location
+from ..ir.graph import Node
+from .state import STATE, GradMode
+
+
+@dataclass(slots=True)
+class OpEvent:
+    node: Node
+    out: Any  # the Tensor the op returned
+    grad_enabled: bool
+
+
+@dataclass(slots=True)
+class NewTensor:
+    tensor: Any
+    #: what it was made from: a Tensor (a copy of it), a numpy array (maybe the user's), or
+    #: None (Python literals: ``data`` holds the values)
+    source: Any
+    data: np.ndarray
+
+
+@dataclass(slots=True)
+class Mutation:
+    target: Any
+    new: Any
+    op: str
+
+
+@dataclass(slots=True)
+class Backward:
+    root: Any
+    #: ``(leaf, gradient placeholder)`` for every leaf that received a gradient
+    grads: list[tuple[Any, Any]]
+
+
+@dataclass(slots=True)
+class GradRead:
+    leaf: Any
+    grad: Any
+    #: whether this is the gradient the leaf had before the trace (nothing set it since)
+    original: bool
+
+
+Event = OpEvent | NewTensor | Mutation | Backward | GradRead
+
+
+@dataclass
+class Recorder:
+    """Collects the events of one trace; ``staging`` allows (and undoes) side effects."""
+
+    staging: bool
+    events: list[Event] = field(default_factory=list)
+    #: ids of tensors made during the trace (kept alive by ``events``, so ids stay unique)
+    born: set[int] = field(default_factory=set)
+    _arrays: dict[int, tuple[Any, np.ndarray, int]] = field(default_factory=dict)
+    _grads: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    _written: set[int] = field(default_factory=set)
+
+    # --- hooks called by eager code ------------------------------------------------------------
+    def op(self, node: Node, out: Any) -> None:
+        if STATE.anomaly and self.staging:
+            from ..errors import CompileError
+
+            raise CompileError(with_location(
+                "detect_anomaly() inside a compiled function is not supported (generated code "
+                "does not check each op); enter it around the call instead: the call then "
+                "runs eagerly, checking every op"))
+        self.born.add(id(out))
+        self.events.append(OpEvent(node, out, STATE.grad_enabled))
+
+    def new_tensor(self, t: Any, source: Any) -> None:
+        self.born.add(id(t))
+        self.events.append(NewTensor(t, source, np.array(t._data, copy=True)))
+
+    def mutate(self, target: Any, op: str, new: Any) -> Any:
+        """``target <- new`` inside a trace: applied eagerly, recorded, undone later."""
+        if not self.staging:
+            raise GraphError(with_location(
+                f"{op}: in-place updates are not recorded by ap.trace(), and tracing must not "
+                f"change your tensors; trace the computation without the update"))
+        node = target._node
+        if node is not None and node.op.aliases_input:
+            raise GraphError(with_location(
+                f"{op}: an in-place update of a view ({node.op.name} of another tensor) inside "
+                f"a compiled function is not supported; update the tensor it views instead"))
+        if new.shape != target.shape:
+            from ..errors import ShapeError, describe
+
+            raise ShapeError(with_location(f"{op}: result {describe(new)} does not fit "
+                                           f"{describe(target)}"))
+        if new.dtype != target.dtype:
+            new = new.astype(target.dtype)
+        self.before_grad_change(target)
+        if id(target) not in self._arrays:
+            self._arrays[id(target)] = (target, target._data.copy(), target._vc[0])
+        np.copyto(target._data, new._data)
+        target._vc[0] += 1
+        self.events.append(Mutation(target, new, op))
+        return target
+
+    def backward(self, root: Any, leaf_grads: list[tuple[Any, Any]]) -> None:
+        """Set each leaf's gradient as eager ``backward()`` would, to placeholders the graph
+        builder maps to the symbolic gradients."""
+        from .tensor import _wrap
+
+        pairs = []
+        with GradMode(False):
+            for leaf, g in leaf_grads:
+                placeholder = _wrap(np.array(g._data, copy=True), None, False)
+                pairs.append((leaf, placeholder))
+            self.events.append(Backward(root, pairs))
+            for leaf, placeholder in pairs:
+                old = self.read_grad(leaf)
+                self._written.add(id(leaf))
+                leaf._grad = placeholder if old is None else old.add(placeholder)
+
+    def read_grad(self, leaf: Any) -> Any:
+        """``leaf._grad``, recorded as read (as it was before the trace, its existence
+        becomes a guard)."""
+        self.before_grad_change(leaf)
+        grad = leaf._grad
+        self.events.append(GradRead(leaf, grad, id(leaf) not in self._written))
+        return grad
+
+    def write_grad(self, leaf: Any) -> None:
+        """``leaf._grad`` is about to be set (``zero_grad``)."""
+        self.before_grad_change(leaf)
+        self._written.add(id(leaf))
+
+    def check_read(self, what: str) -> None:
+        """Reading a value: ``ap.trace`` records the path taken; ``compile`` refuses."""
+        if not self.staging:
+            return
+        raise GraphError(with_location(
+            f"{what}: reading a tensor's value inside a compiled function is not possible (the "
+            f"value is not known when the code is generated); move the read outside the "
+            f"compiled function, e.g. return the tensor and call .item() on the result"))
+
+    # --- undo ----------------------------------------------------------------------------------
+    def before_grad_change(self, t: Any) -> None:
+        if id(t) not in self._grads:
+            self._grads[id(t)] = (t, t._grad)
+
+    def original_grad(self, t: Any) -> Any:
+        """``t``'s gradient before the trace (as it is now if the trace never touched it)."""
+        entry = self._grads.get(id(t))
+        return t._grad if entry is None else entry[1]
+
+    def grad_leaves(self) -> list[Any]:
+        """Every tensor whose gradient the trace read or may have changed."""
+        return [t for t, _ in self._grads.values()]
+
+    def undo(self) -> None:
+        """Put back every array, version counter and gradient the trace changed."""
+        for t, data, version in self._arrays.values():
+            np.copyto(t._data, data)
+            t._vc[0] = version
+        for t, grad in self._grads.values():
+            t._grad = grad
