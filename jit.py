@@ -140,15 +140,18 @@ class Entry:
             return r.value
         if r.kind == "object":
             return self._object(r.source, leaves)
+        if r.kind == "grad":
+            return self._object(r.source, leaves)._grad
         if r.index in joined:
             return joined[r.index]
         if r.kind == "view":
             owner = self._object(r.source, leaves)
             vc = owner._vc if isinstance(owner, Tensor) else None
-            return _wrap(outs[r.index], None, False, vc)
-        out = _wrap(self.fresh(outs, r.index), None, False)
-        if r.requires_grad:  # eager's result has a graph; this one cannot be differentiated
-            out._rg = True
+            out = _wrap(outs[r.index], None, False, vc)
+        else:
+            out = _wrap(self.fresh(outs, r.index), None, False)
+        out._rg = r.requires_grad
+        if r.requires_grad and not r.leaf:  # eager's has a graph; this one has no backward
             out._node = Node(self.op, (), {"k": None}, value=out._data, tape=STATE.tape)
         return out
 

@@ -79,8 +79,11 @@ def joint(graph: Graph, wrt: Sequence[Value], seed: str = "ones") -> Joint:
             out.inputs.append(cot_value)
             cot = Sym(cot_value, emitter)
         grads[id(v)] = grads[id(v)].add(cot) if id(v) in grads else cot
+    wanted = {id(w) for w in wrt}
     for node in reversed(graph.nodes):
-        g = grads.pop(id(node.out), None)
+        # a wrt value keeps its gradient (it may be computed by a node, e.g. a parameter's
+        # value after an update)
+        g = grads.get(id(node.out)) if id(node.out) in wanted else grads.pop(id(node.out), None)
         if g is None or node.op.vjp is None:
             continue
         emitter.src = node.src

@@ -56,15 +56,19 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.allclose(a, b, rtol=rtol, atol=rtol * max(scale, 1e-30), equal_nan=True))
 
 
+def _show(t: Tensor) -> str:
+    return np.array2string(t._data, threshold=6, precision=6)
+
+
 def _compare(where: str, eager: Any, compiled: Any) -> str | None:
     if isinstance(eager, Tensor) or isinstance(compiled, Tensor):
         if not (isinstance(eager, Tensor) and isinstance(compiled, Tensor)):
             return f"{where}: {type(eager).__name__} vs {type(compiled).__name__}"
         if eager._rg != compiled._rg:
             return f"{where}: requires_grad {eager._rg} vs {compiled._rg}"
-        return None if _close(eager._data, compiled._data) else \
-            f"{where}: values differ (max |diff| " \
-            f"{np.max(np.abs(eager._data - compiled._data), initial=0.0) if eager._data.shape == compiled._data.shape else 'shape'})"
+        if _close(eager._data, compiled._data):
+            return None
+        return f"{where}: values differ ({_show(eager)} eagerly, {_show(compiled)} compiled)"
     if type(eager) is not type(compiled):
         return f"{where}: {type(eager).__name__} vs {type(compiled).__name__}"
     return None

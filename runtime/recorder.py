@@ -129,9 +129,14 @@ class Recorder:
 
         pairs = []
         with GradMode(False):
-            for leaf, g in leaf_grads:
-                placeholder = _wrap(np.array(g._data, copy=True), None, False)
-                pairs.append((leaf, placeholder))
+            STATE.recorder = None  # placeholders stand for the gradients: no events of their own
+            try:
+                for leaf, g in leaf_grads:
+                    placeholder = _wrap(np.array(g._data, copy=True), None, False)
+                    self.born.add(id(placeholder))
+                    pairs.append((leaf, placeholder))
+            finally:
+                STATE.recorder = self
             self.events.append(Backward(root, pairs))
             for leaf, placeholder in pairs:
                 old = self.read_grad(leaf)

@@ -60,13 +60,15 @@ class Input:
 class Result:
     """One returned leaf: ``tensor`` (graph output ``index``, a fresh tensor), ``object`` (the
     call's object for ``source``, as eager returned it), ``view`` (output ``index`` viewing
-    ``source``'s tensor) or ``value`` (a Python value)."""
+    ``source``'s tensor), ``grad`` (the gradient the call left on ``source``) or ``value`` (a
+    Python value)."""
 
     kind: str
     index: int = -1
     source: int = -1
     value: Any = None
     requires_grad: bool = False
+    leaf: bool = True
 
 
 @dataclass
@@ -352,9 +354,13 @@ def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool
     structure = pytree.flatten(result, flat, []) if _is_output_tree(result) else None
     if structure is None:
         flat = [result]
+    final_grads = {id(leaf._grad): leaf for leaf in rec.grad_leaves()
+                   if leaf._grad is not None and leaf._grad is not rec.original_grad(leaf)}
     results = []
     for leaf in flat:
-        results.append(_result(builder, leaf))
+        owner = final_grads.get(id(leaf)) if isinstance(leaf, Tensor) else None
+        results.append(Result("grad", source=builder.source(owner)) if owner is not None
+                       else _result(builder, leaf))
     grad_writes: list[tuple[int, int | None]] = []
     for leaf in rec.grad_leaves():
         final = leaf._grad
@@ -398,9 +404,11 @@ def _result(builder: GraphBuilder, leaf: Any) -> Result:
         graph.outputs.append(builder.value_of(leaf))
         index = len(graph.outputs) - 1
         root = builder.root_of.get(id(leaf))
+        # eager records a node only for values that require grad: the others are leaves
+        flags = {"requires_grad": leaf._rg, "leaf": leaf._node is None or not leaf._rg}
         if root is not None and id(root) not in builder.rec.born:
-            return Result("view", index, builder.source(root), requires_grad=leaf._rg)
-        return Result("tensor", index, requires_grad=leaf._rg)
+            return Result("view", index, builder.source(root), **flags)
+        return Result("tensor", index, **flags)
     if leaf is None or isinstance(leaf, pytree.SCALAR_TYPES):
         return Result("value", value=leaf)
     raise CompileError(with_location(

@@ -204,7 +204,7 @@ def reach(fn: Any, arguments: list[tuple[str, Any]]) -> Reach:
     else:  # a module or a callable object
         label = "model" if hasattr(fn, "forward") else "self"
         walker.visit(Place(fn, label), fn, 0)
-        call = getattr(type(fn), "forward", None) or getattr(type(fn), "__call__", None)
+        call = getattr(type(fn), "forward", None) or vars(type(fn)).get("__call__")
         if isinstance(call, types.FunctionType):
             walker.function(Place(call, label), call, 1)
     return walker.reach

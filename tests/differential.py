@@ -215,7 +215,7 @@ def run_differential(build: Callable[[], Program], calls: int = 4, *, may_refuse
         before = _diffs(held_a, held_b, a, b, rtol) if err_b is not None else []
         out_a, err_a = _call(a.fn, a, i, a.state["_args"])
         if err_b is not None and not (err_a is not None and isinstance(err_b, type(err_a))):
-            if isinstance(err_b, AprenderError) and may_refuse:  # a refusal, maybe where eager raised
+            if isinstance(err_b, AprenderError) and may_refuse:  # a refusal (eager may raise)
                 if before:
                     raise _fail(i, f"compiled refused ({err_b!r:.200}) but changed state", before)
                 return "refused"

@@ -1,6 +1,7 @@
 """Algebraic simplification: identities that remove work without changing any value.
 
-x*1, 1*x, x/1, x+(-0), (-0)+x, x-0 -> x (bit for bit, signed zeros included); detach -> x; neg(neg x) -> x; transpose of transpose -> one transpose
+x*1, 1*x, x/1, x+(-0), (-0)+x, x-0 -> x (bit for bit, signed zeros included); detach -> x;
+neg(neg x) -> x; transpose of transpose -> one transpose
 (or none); reshape of reshape -> one reshape; reshape/broadcast_to/sum_to/astype to what the
 value already is -> the value; an element-wise operand ``broadcast_to(y)`` -> ``y`` when numpy
 broadcasting gives the same result (the broadcasts of ones from sum/mean backward);
