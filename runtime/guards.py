@@ -34,9 +34,9 @@ def _show(value: Any) -> str:
     from .tensor import Tensor
 
     if isinstance(value, Tensor):
-        return f"<tensor {value.dtype}{list(value.shape)}>"
+        return f"<tensor {value.dtype}{list(value.shape)} at {id(value):#x}>"
     if isinstance(value, np.ndarray):
-        return f"<array {value.dtype}{list(value.shape)}>"
+        return f"<array {value.dtype}{list(value.shape)} at {id(value):#x}>"
     if callable(value):
         return f"<function {getattr(value, '__qualname__', type(value).__name__)}>"
     return repr(value)[:60]

@@ -31,7 +31,7 @@ def _by_reference(value: Any) -> bool:
     from ..nn.module import Module
     from ..optim.optimizer import Optimizer
 
-    return isinstance(value, Module | Optimizer | _FUNCTIONS)
+    return isinstance(value, (Module, Optimizer, *_FUNCTIONS))
 
 
 def _scalar_key(value: Any) -> Any:

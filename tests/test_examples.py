@@ -82,3 +82,13 @@ def test_compile_tour_shows_passes_source_and_cache() -> None:
     assert "x: array float32[16, 8] -> array float32[8, 8]" in out
     before, after = (float(v) for v in re.findall(r"loss ([0-9.]+)", out)[:2])
     assert after < before
+
+
+def test_compiling_example_shows_equal_results_guards_and_a_refusal() -> None:
+    out = _run("compiling.py")
+    losses = re.findall(r"eager loss (\S+)  compiled loss (\S+)", out)
+    assert len(losses) == 4 and all(a == b for a, b in losses)
+    assert "parameters equal after 4 steps: True" in out
+    assert "model.fc1.training == True: True -> False" in out
+    assert "model.fc1.weight is <tensor float64[4, 8]" in out
+    assert "refused: StateChange" in out and "sched.last_epoch: 1 -> 2" in out
