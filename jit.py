@@ -20,12 +20,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from weakref import ref
 
 import numpy as np
 
 from .compiler.autodiff import joint, split
 from .compiler.pipeline import CompiledGraph, lower
-from .errors import AprenderError, CompileError, GraphError, with_location
+from .errors import CompileError, GraphError, with_location
 from .ir.graph import Graph, Node
 from .ir.ops.sources import CONSTANT
 from .ir.registry import OpDef
@@ -43,7 +44,7 @@ from .runtime.tracing import (
     _parameter_names,
     trace_step,
 )
-from .runtime.walk import SCALARS, reach
+from .runtime.walk import FUNCTIONS, SCALARS, reach
 
 
 def _borrowed(graph: Graph) -> set[int]:
@@ -128,11 +129,9 @@ class Entry:
         for source, k in self.step.grad_writes:
             leaf = self._object(source, leaves)
             leaf._grad = None if k is None else _wrap(self.fresh(outs, k), None, False)
-        joined = self._join(leaves, arrays, outs) if self.backward is not None and \
+        joined = self._join(leaves, outs) if self.backward is not None and \
             STATE.grad_enabled else {}
         results = [self._result(r, leaves, outs, joined) for r in self.step.results]
-        if self.step.structure is None:
-            return results[0]
         return pytree.rebuild_from(self.step.structure, iter(results))
 
     def _result(self, r: Result, leaves: list, outs: tuple, joined: dict) -> Any:
@@ -156,7 +155,7 @@ class Entry:
         return out
 
     # --- compiled forwards join the eager graph -----------------------------------------------
-    def _join(self, leaves: list, arrays: list, outs: tuple) -> dict[int, Tensor]:
+    def _join(self, leaves: list, outs: tuple) -> dict[int, Tensor]:
         """Results with a gradient path become nodes whose backward runs the compiled
         backward on what the forward saved; every input's version is checked then."""
         step = self.step
@@ -169,7 +168,7 @@ class Entry:
         for k in self.cotangent_outputs:
             node = Node(self.op, wrt, {"k": k, "call": call}, value=outs[k], tape=tape,
                         saved=saved_versions)
-            tape.refs.append(_weak(node))
+            tape.refs.append(ref(node))
             joined[k] = _wrap(self.fresh(outs, k), node, True)
         return joined
 
@@ -188,12 +187,6 @@ class Entry:
                       np.zeros_like(call.results[j]) for j in self.cotangent_outputs]
         grads = self.backward.executable(*call.saved, *cotangents)
         return tuple(_wrap(np.asarray(gr), None, False) for gr in grads)
-
-
-def _weak(node: Node) -> Any:
-    from weakref import ref
-
-    return ref(node)
 
 
 class CompiledFunction:
@@ -233,8 +226,11 @@ class CompiledFunction:
                 return entry.run(leaves)
         return self._miss(key, leaves, args, kwargs)
 
+    def _compiles(self) -> int:
+        return sum(len(entries) for entries in self._entries.values())
+
     # --- compiling -----------------------------------------------------------------------------
-    def _explain(self, key: tuple, leaves: list, args: tuple, kwargs: dict) -> str:
+    def _explain(self, key: tuple, leaves: list, names: list[str]) -> str:
         same = self._entries.get(key)
         if same:
             return same[-1].guards.explain(leaves) or "a guard failed"
@@ -245,16 +241,16 @@ class CompiledFunction:
             return f"grad mode: {old[0]} -> {key[0]}"
         if old[1][0] != key[1][0] or len(old[1][1]) != len(key[1][1]):
             return "the structure of the arguments changed (containers, keys, keyword names)"
-        names = pytree.leaf_names(args, kwargs, _parameter_names(self.fn))
         diffs = [f"{name}: {pytree.describe_key(a)} -> {pytree.describe_key(b)}"
                  for name, a, b in zip(names, old[1][1], key[1][1], strict=False) if a != b]
         return "; ".join(diffs) or "the structure of the arguments changed"
 
     def _miss(self, key: tuple, leaves: list, args: tuple, kwargs: dict) -> Any:
         self.misses += 1
-        reason = self._explain(key, leaves, args, kwargs)
+        names = pytree.leaf_names(args, kwargs, _parameter_names(self.fn))
+        reason = self._explain(key, leaves, names)
         self.miss_reasons.append(reason)
-        count = sum(len(v) for v in self._entries.values())
+        count = self._compiles()
         if count >= self.cache_limit:
             warnings.warn(f"aprender.compile: {self.__name__} is compiling variant {count + 1}, "
                           f"past its cache limit of {self.cache_limit} (nothing falls back to "
@@ -263,9 +259,7 @@ class CompiledFunction:
         stand_ins = {id(x): Tensor._as_input(x) for x in leaves if type(x) is np.ndarray}
         t_args, t_kwargs = pytree.rebuild((args, kwargs), lambda x: stand_ins.get(id(x), x))
         t_leaves = [stand_ins.get(id(x), x) for x in leaves]
-        names = pytree.leaf_names(args, kwargs, _parameter_names(self.fn))
-        objects = [(n, x) for n, x in zip(names, leaves, strict=True)
-                   if not isinstance(x, (Tensor, np.ndarray, *SCALARS)) and x is not None]
+        objects = [(n, x) for n, x in zip(names, leaves, strict=True) if pytree.by_reference(x)]
         found = reach(self.fn, objects)
         try:
             step = trace_step(self.fn, t_args, t_kwargs, t_leaves, names, found,
@@ -323,7 +317,7 @@ class CompiledFunction:
     def cache_info(self) -> dict[str, Any]:
         """Hits, misses, compiles, eager calls, and why each miss happened (old -> new)."""
         return {"hits": self.hits, "misses": self.misses,
-                "compiles": sum(len(v) for v in self._entries.values()),
+                "compiles": self._compiles(),
                 "eager_calls": self.eager_calls, "limit": self.cache_limit,
                 "miss_reasons": list(self.miss_reasons)}
 
@@ -346,15 +340,14 @@ def _build_entry(step: StepTrace, leaves: list, key: tuple) -> Entry:
 def _guards(step: StepTrace, leaves: list) -> GuardSet:
     """Every guard of an entry (see the module docstring of ``runtime.guards``)."""
     gs = GuardSet()
-    for i, leaf in enumerate(leaves):
-        if not isinstance(leaf, (Tensor, np.ndarray, *SCALARS)) and leaf is not None:
-            gs.guards.append(_leaf_identity(gs, i, leaf))
     firsts: dict[int, int] = {}
     for i, leaf in enumerate(leaves):
-        if isinstance(leaf, Tensor | np.ndarray):
+        if pytree.by_reference(leaf):
+            gs.argument_is(i, leaf)
+        elif isinstance(leaf, Tensor | np.ndarray):
             j = firsts.setdefault(id(leaf), i)
             if j != i:
-                gs.guards.append(_same_leaf(i, j))
+                gs.same_arguments(i, j)
     captured = {id(step.sources[k].obj) for k in step.captured}
     for place, value in step.reach.places:
         if isinstance(value, Tensor | np.ndarray):
@@ -364,7 +357,7 @@ def _guards(step: StepTrace, leaves: list) -> GuardSet:
             gs.value(place, value)
         elif isinstance(value, list | tuple | dict):
             gs.length(place, len(value))
-        elif callable(value) and not hasattr(value, "__dict__") or _is_function(value):
+        elif isinstance(value, FUNCTIONS) or (callable(value) and not hasattr(value, "__dict__")):
             gs.identity(place, value)
     for k in step.captured:
         src = step.sources[k]
@@ -375,27 +368,6 @@ def _guards(step: StepTrace, leaves: list) -> GuardSet:
         gs.has_grad(src.name, gs.bind(src.obj) if src.obj is not None else f"L[{src.index}]",
                     exists)
     return gs
-
-
-def _is_function(value: Any) -> bool:
-    import functools
-    import types
-
-    return isinstance(value, types.FunctionType | types.MethodType | functools.partial)
-
-
-def _leaf_identity(gs: GuardSet, i: int, leaf: Any) -> Any:
-    from .runtime.guards import Guard
-
-    name = gs.bind(leaf)
-    return Guard(f"argument {i} is the same {type(leaf).__name__}", f"L[{i}] is {name}",
-                 f"L[{i}]", f"<{type(leaf).__name__}>")
-
-
-def _same_leaf(i: int, j: int) -> Any:
-    from .runtime.guards import Guard
-
-    return Guard(f"argument {i} is argument {j}", f"L[{i}] is L[{j}]", f"L[{i}]", f"L[{j}]")
 
 
 def _derive_backward(builder: GraphBuilder, root: Tensor, pairs: list) -> None:
@@ -420,4 +392,4 @@ def compile(fn: Callable, cache_limit: int = 8, check: bool = False) -> Compiled
     return CompiledFunction(fn, cache_limit, check)
 
 
-__all__ = ["AprenderError", "CompiledFunction", "compile"]
+__all__ = ["CompiledFunction", "compile"]

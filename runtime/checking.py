@@ -16,13 +16,11 @@ import numpy as np
 from ..errors import CompileError
 from . import pytree
 from .tensor import Tensor
-from .walk import SCALARS, Snapshot, reach
+from .walk import Reach, Snapshot, reach
 
 
-def _tensors(fn: Callable, leaves: list) -> list[tuple[str, Tensor]]:
-    objects = [(f"args[{i}]", x) for i, x in enumerate(leaves)
-               if not isinstance(x, (Tensor, np.ndarray, *SCALARS)) and x is not None]
-    found = reach(fn, objects)
+def _tensors(found: Reach, leaves: list) -> list[tuple[str, Tensor]]:
+    """Every tensor a call can touch: tensor arguments, then the walked ones, each once."""
     seen: set[int] = set()
     out = []
     for name, t in [(f"args[{i}]", x) for i, x in enumerate(leaves) if isinstance(x, Tensor)] \
@@ -78,16 +76,15 @@ def run_checked(fn: Callable, call: Callable[[tuple, dict], Any], args: tuple,
                 kwargs: dict) -> Any:
     """``call(args, kwargs)`` (the compiled call), checked against ``fn`` run eagerly."""
     _, leaves = pytree.key_of(args, kwargs)
-    tensors = _tensors(fn, leaves)
-    objects = [(f"args[{i}]", x) for i, x in enumerate(leaves)
-               if not isinstance(x, (Tensor, np.ndarray, *SCALARS)) and x is not None]
-    python = Snapshot.take(reach(fn, objects))
+    found = reach(fn, [(f"args[{i}]", x) for i, x in enumerate(leaves)
+                       if pytree.by_reference(x)])
+    tensors = _tensors(found, leaves)
+    python = Snapshot.take(found)
     before = _state(tensors)
     arrays = [(x, x.copy()) for x in leaves if isinstance(x, np.ndarray)]
     eager_result = fn(*args, **kwargs)
     eager_leaves: list = []
-    pytree.flatten(eager_result, eager_leaves, []) if pytree._node(eager_result) is not None \
-        else eager_leaves.append(eager_result)
+    pytree.flatten(eager_result, eager_leaves)
     eager_leaves = [_copy(x) for x in eager_leaves]
     after = [(name, t._data.copy(), None if t._grad is None else t._grad._data.copy())
              for name, t in tensors]
@@ -97,7 +94,7 @@ def run_checked(fn: Callable, call: Callable[[tuple, dict], Any], args: tuple,
         np.copyto(x, data)
     result = call(args, kwargs)
     got: list = []
-    pytree.flatten(result, got, []) if pytree._node(result) is not None else got.append(result)
+    pytree.flatten(result, got)
     problems = [] if len(got) == len(eager_leaves) else ["results: structure differs"]
     problems += [p for i, (e, c) in enumerate(zip(eager_leaves, got, strict=False))
                  if (p := _compare(f"result {i}", e, c)) is not None]

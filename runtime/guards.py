@@ -83,6 +83,17 @@ class GuardSet:
         self.guards.append(Guard(f"len({place.name}) == {n}", f"len({at}) == {n}",
                                  f"len({at})", str(n)))
 
+    def argument_is(self, i: int, obj: Any) -> None:
+        """Argument leaf ``i`` is ``obj`` (a module, optimizer or function passed in)."""
+        kind = type(obj).__name__
+        self.guards.append(Guard(f"argument {i} is the same {kind}",
+                                 f"L[{i}] is {self.bind(obj)}", f"L[{i}]", f"<{kind}>"))
+
+    def same_arguments(self, i: int, j: int) -> None:
+        """Argument leaves ``i`` and ``j`` are one object (as they were when traced)."""
+        self.guards.append(Guard(f"argument {i} is argument {j}", f"L[{i}] is L[{j}]",
+                                 f"L[{i}]", f"L[{j}]"))
+
     def attribute(self, name: str, obj: str, attr: str, expected: Any) -> None:
         """``obj.attr is expected`` where ``obj`` is an expression (``L[0]``, a bound name)."""
         self.guards.append(Guard(f"{name}.{attr} is {expected!r}", f"{obj}.{attr} is "

@@ -27,7 +27,9 @@ _FUNCTIONS = (types.FunctionType, types.MethodType, types.BuiltinFunctionType)
 SCALAR_TYPES = (bool, int, float, str, np.generic)
 
 
-def _by_reference(value: Any) -> bool:
+def by_reference(value: Any) -> bool:
+    """Whether an argument leaf is a stateful object passed by reference (a module, an
+    optimizer, a function): keyed by identity, its contents walked and guarded."""
     from ..nn.module import Module
     from ..optim.optimizer import Optimizer
 
@@ -61,7 +63,7 @@ def leaf_key(value: Any) -> Any:
         return (Tensor, value.shape, value.dtype, value._rg)
     if isinstance(value, np.ndarray):
         return (np.ndarray, value.shape, value.dtype)
-    if _by_reference(value):
+    if by_reference(value):
         return ("object", id(value))
     raise CompileError(f"compile: arguments of type {kind.__module__}.{kind.__qualname__} are "
                        f"not supported (tensors, numpy arrays, Python/numpy scalars, strings, "
@@ -85,11 +87,13 @@ def _node(value: Any) -> tuple[Any, list] | None:
     return None
 
 
-def flatten(value: Any, leaves: list, keys: list) -> Any:
-    """Append ``value``'s leaves and their keys; return its structure."""
+def flatten(value: Any, leaves: list, keys: list | None = None) -> Any:
+    """Append ``value``'s leaves (and, given ``keys``, their cache keys); return its structure
+    (None for a leaf)."""
     node = _node(value)
     if node is None:
-        keys.append(leaf_key(value))
+        if keys is not None:
+            keys.append(leaf_key(value))
         leaves.append(value)
         return None
     structure, children = node
@@ -99,10 +103,7 @@ def flatten(value: Any, leaves: list, keys: list) -> Any:
 def key_of(args: tuple, kwargs: dict) -> tuple[tuple, list]:
     """The structural key of a call and its leaves (a fast path for flat positional calls)."""
     if not kwargs:
-        try:
-            keys = [leaf_key(a) if _node(a) is None else _NOT_FLAT for a in args]
-        except CompileError:
-            raise
+        keys = [leaf_key(a) if _node(a) is None else _NOT_FLAT for a in args]
         if _NOT_FLAT not in keys:
             return (len(args), tuple(keys)), list(args)
     leaves: list = []

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, with_location
+from ..errors import CompileError, GraphError, ShapeError, describe, with_location
 from ..ir.graph import Node
 from .state import STATE, GradMode
+from .tensor import _wrap
 
 
 @dataclass(slots=True)
@@ -83,8 +84,6 @@ class Recorder:
     # --- hooks called by eager code ------------------------------------------------------------
     def op(self, node: Node, out: Any) -> None:
         if STATE.anomaly and self.staging:
-            from ..errors import CompileError
-
             raise CompileError(with_location(
                 "detect_anomaly() inside a compiled function is not supported (generated code "
                 "does not check each op); enter it around the call instead: the call then "
@@ -108,8 +107,6 @@ class Recorder:
                 f"{op}: an in-place update of a view ({node.op.name} of another tensor) inside "
                 f"a compiled function is not supported; update the tensor it views instead"))
         if new.shape != target.shape:
-            from ..errors import ShapeError, describe
-
             raise ShapeError(with_location(f"{op}: result {describe(new)} does not fit "
                                            f"{describe(target)}"))
         if new.dtype != target.dtype:
@@ -125,8 +122,6 @@ class Recorder:
     def backward(self, root: Any, leaf_grads: list[tuple[Any, Any]]) -> None:
         """Set each leaf's gradient as eager ``backward()`` would, to placeholders the graph
         builder maps to the symbolic gradients."""
-        from .tensor import _wrap
-
         pairs = []
         with GradMode(False):
             STATE.recorder = None  # placeholders stand for the gradients: no events of their own

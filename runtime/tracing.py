@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import CompileError, GraphError, with_location
 from ..ir.dump import dump_graph
 from ..ir.graph import Graph, Node, Value, unique_name
+from ..ir.ops.elementwise import ASTYPE
 from ..ir.ops.shape import DETACH
 from ..ir.ops.sources import CONSTANT
 from . import pytree
@@ -109,7 +110,7 @@ class GraphBuilder:
         self.sources: list[Source] = []
         self.source_of: dict[int, int] = {}
         self.inputs: list[Input] = []
-        self.input_of: dict[tuple[int, str], Value] = {}
+        self.input_of: dict[tuple[int, str], int] = {}  # (source, part) -> input position
         self.tensor_of_input: list[Any] = []
         self.updated: dict[int, Value] = {}  # graph input position -> its new value
         self.grad_owner: dict[int, Any] = {}
@@ -142,16 +143,17 @@ class GraphBuilder:
 
     def _input(self, obj: Any, part: str, t: Any) -> Value:
         k = self.source(obj)
-        value = self.input_of.get((k, part))
-        if value is None:
-            label = self.sources[k].name + (".grad" if part == "grad" else "")
-            value = Value(self.fresh(label), t.shape, t.dtype)
-            self.graph.inputs.append(value)
-            self.inputs.append(Input(k, part))
-            self.tensor_of_input.append(t)
-            self.input_of[(k, part)] = value
-            if part == "data" and isinstance(t, Tensor) and t._rg:
-                self.live.add(id(value))
+        position = self.input_of.get((k, part))
+        if position is not None:
+            return self.graph.inputs[position]
+        label = self.sources[k].name + (".grad" if part == "grad" else "")
+        value = Value(self.fresh(label), t.shape, t.dtype)
+        self.input_of[(k, part)] = len(self.graph.inputs)
+        self.graph.inputs.append(value)
+        self.inputs.append(Input(k, part))
+        self.tensor_of_input.append(t)
+        if part == "data" and isinstance(t, Tensor) and t._rg:
+            self.live.add(id(value))
         return value
 
     def constant(self, array: np.ndarray) -> Value:
@@ -207,8 +209,6 @@ class GraphBuilder:
         elif isinstance(source, np.ndarray) and id(source) in self.names:
             value = self._input(source, "data", source)
             if value.dtype != event.data.dtype:
-                from ..ir.ops.elementwise import ASTYPE
-
                 value = self.emit(ASTYPE, (value,), {"dtype": event.data.dtype},
                                   event.data.shape, event.data.dtype, None)
         else:
@@ -221,18 +221,14 @@ class GraphBuilder:
         new = self.value_of(event.new)
         self.current[id(target)] = new
         if id(target) not in self.rec.born:
-            position = self._position(target)
-            self.updated[position] = new
+            owner = self.grad_owner.get(id(target))
+            key = (self.source(owner), "grad") if owner is not None else \
+                (self.source(target), "data")
+            self.updated[self.input_of[key]] = new
         for view, node in self.views.get(id(target), []):  # views see the update, as in eager
             operands = tuple(self.value_of(x) for x in node.inputs)
             self.current[id(view)] = self.emit(node.op, operands, node.attrs, view.shape,
                                                view.dtype, node.src)
-
-    def _position(self, t: Any) -> int:
-        owner = self.grad_owner.get(id(t))
-        key = (self.source(owner), "grad") if owner is not None else (self.source(t), "data")
-        value = self.input_of[key]
-        return next(i for i, v in enumerate(self.graph.inputs) if v is value)
 
     def on_grad_read(self, event: GradRead) -> None:
         leaf, grad = event.leaf, event.grad
@@ -293,7 +289,7 @@ def _run(fn: Callable, args: tuple, kwargs: dict, rec: Recorder) -> Any:
 def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
     """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
     leaves: list = []
-    pytree.flatten((args, kwargs), leaves, [])
+    pytree.flatten((args, kwargs), leaves)
     names = pytree.leaf_names(args, kwargs, _parameter_names(fn))
     found = reach(fn, [])
     rec = Recorder(staging=False)
@@ -351,9 +347,7 @@ def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool
     graph = builder.graph
     rec = builder.rec
     flat: list = []
-    structure = pytree.flatten(result, flat, []) if _is_output_tree(result) else None
-    if structure is None:
-        flat = [result]
+    structure = pytree.flatten(result, flat)
     final_grads = {id(leaf._grad): leaf for leaf in rec.grad_leaves()
                    if leaf._grad is not None and leaf._grad is not rec.original_grad(leaf)}
     results = []
@@ -386,10 +380,6 @@ def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool
                        is not None and inp.part == "data"})
     return StepTrace(graph, builder.sources, builder.inputs, structure, results, grad_writes,
                      list(builder.grad_reads.items()), captured, found, has_backward, wrt)
-
-
-def _is_output_tree(result: Any) -> bool:
-    return pytree._node(result) is not None
 
 
 def _result(builder: GraphBuilder, leaf: Any) -> Result:

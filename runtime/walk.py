@@ -32,6 +32,8 @@ from .tensor import Tensor
 
 #: leaves compared by value
 SCALARS = (bool, int, float, str, np.bool_, np.integer, np.floating)
+#: code the walk follows into (closures, globals, defaults) and guards by identity
+FUNCTIONS = (types.FunctionType, types.MethodType, functools.partial)
 _OPAQUE = (types.ModuleType, type, types.BuiltinFunctionType, types.BuiltinMethodType,
            np.random.Generator, np.dtype, bytes, complex, range, slice)
 _MAX_DEPTH = 12
@@ -46,20 +48,12 @@ class Place:
     steps: tuple[tuple[str, Any], ...] = ()
 
     def child(self, kind: str, key: Any) -> Place:
+        """The place of attribute (``kind="attr"``) or item (``"item"``) ``key`` of this one."""
         if kind == "attr":
             name = f"{self.name}.{key}"
-        elif kind == "item":
-            name = f"{self.name}[{key!r}]" if self.name else str(key)
         else:
-            name = self.name
+            name = f"{self.name}[{key!r}]" if self.name else str(key)
         return Place(self.root, name, (*self.steps, (kind, key)))
-
-    def get(self) -> Any:
-        obj = self.root
-        for kind, key in self.steps:
-            obj = getattr(obj, key) if kind == "attr" else obj[key] if kind == "item" \
-                else obj.cell_contents
-        return obj
 
     def expr(self, root: str, bind: Callable[[Any], str]) -> str:
         """Python source reaching this place from the name ``root`` (keys bound by ``bind``)."""
@@ -137,7 +131,7 @@ class _Walker:
             for key, item in list(value.items()):
                 if isinstance(key, str | int):
                     self.visit(place.child("item", key), item, depth + 1)
-        elif isinstance(value, types.FunctionType | types.MethodType | functools.partial):
+        elif isinstance(value, FUNCTIONS):
             self.leaf(place, value)
             self.function(place, value, depth + 1)
         elif hasattr(value, "__dict__"):
@@ -199,7 +193,7 @@ def reach(fn: Any, arguments: list[tuple[str, Any]]) -> Reach:
     walker = _Walker()
     for name, value in arguments:
         walker.visit(Place(value, name), value, 0)
-    if isinstance(fn, types.FunctionType | types.MethodType | functools.partial):
+    if isinstance(fn, FUNCTIONS):
         walker.function(Place(fn, ""), fn, 0)
     else:  # a module or a callable object
         label = "model" if hasattr(fn, "forward") else "self"
