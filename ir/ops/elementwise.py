@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from ..registry import OpDef, register
-from .rules import elementwise_infer, unbroadcast
+from .rules import NO_ATTRS, OpBase, elementwise_infer, shape_error, unbroadcast
 
 
 def _elementwise(name, impl, vjp=None, *, save_inputs=False, save_output=False, attrs=(),
@@ -221,3 +222,155 @@ ASTYPE = _elementwise("astype", _astype_impl,
                       lambda g, out, x, at, needs: (g.astype(x[0].dtype),),
                       attrs=("dtype",), doc="cast to dtype; the gradient is cast back",
                       template="{{ x[0] }}.astype({{ a.dtype }})")
+
+
+class ElementwiseMethods(OpBase):
+    """Tensor methods of the element-wise ops (see ``OpMethods``)."""
+
+    __slots__ = ()
+
+    # --- binary arithmetic ---------------------------------------------------------------------
+    def add(self, other: Any) -> Any:
+        """Element-wise ``self + other`` with broadcasting."""
+        if not isinstance(other, OpBase):
+            other = self._coerce(other)
+        return self._apply(ADD, (self, other), NO_ATTRS)
+
+    def sub(self, other: Any) -> Any:
+        """Element-wise ``self - other``."""
+        if not isinstance(other, OpBase):
+            other = self._coerce(other)
+        return self._apply(SUB, (self, other), NO_ATTRS)
+
+    def mul(self, other: Any) -> Any:
+        """Element-wise ``self * other``."""
+        if not isinstance(other, OpBase):
+            other = self._coerce(other)
+        return self._apply(MUL, (self, other), NO_ATTRS)
+
+    def div(self, other: Any) -> Any:
+        """Element-wise ``self / other``."""
+        if not isinstance(other, OpBase):
+            other = self._coerce(other)
+        return self._apply(DIV, (self, other), NO_ATTRS)
+
+    def power(self, other: Any) -> Any:
+        """Element-wise ``self ** other`` for a tensor exponent."""
+        return self._apply(POWER, (self, self._coerce(other)), NO_ATTRS)
+
+    def maximum(self, other: Any) -> Any:
+        """Element-wise maximum."""
+        return self._apply(MAXIMUM, (self, self._coerce(other)), NO_ATTRS)
+
+    def minimum(self, other: Any) -> Any:
+        """Element-wise minimum."""
+        return self._apply(MINIMUM, (self, self._coerce(other)), NO_ATTRS)
+
+    def add_broadcast(self, bias: Any) -> Any:
+        """``self + bias`` where ``bias`` matches the trailing axes (the seed's bias add)."""
+        bias = self._coerce(bias)
+        n = len(bias.shape)
+        if n > len(self.shape) or tuple(self.shape[len(self.shape) - n:]) != tuple(bias.shape):
+            raise shape_error("add_broadcast", "bias must match the trailing axes", self, bias)
+        return self._apply(ADD, (self, bias), NO_ATTRS)
+
+    broadcast_add = add_broadcast
+
+    # --- unary ---------------------------------------------------------------------------------
+    def neg(self) -> Any:
+        """``-self``."""
+        return self._apply(NEG, (self,), NO_ATTRS)
+
+    def exp(self) -> Any:
+        """``e ** self``."""
+        return self._apply(EXP, (self,), NO_ATTRS)
+
+    def log(self) -> Any:
+        """Natural logarithm (log 0 is -inf)."""
+        return self._apply(LOG, (self,), NO_ATTRS)
+
+    def sqrt(self) -> Any:
+        """Square root."""
+        return self._apply(SQRT, (self,), NO_ATTRS)
+
+    def pow(self, exponent: Any) -> Any:
+        """``self ** exponent``; a number exponent is an attribute, a tensor one an input."""
+        if isinstance(exponent, int | float | np.number):
+            return self._apply(POW, (self,), {"exponent": float(exponent)})
+        return self.power(exponent)
+
+    def abs(self) -> Any:
+        """``|self|``."""
+        return self._apply(ABS, (self,), NO_ATTRS)
+
+    def sign(self) -> Any:
+        """-1, 0 or 1 element-wise (no gradient)."""
+        return self._apply(SIGN, (self,), NO_ATTRS)
+
+    def clip(self, lo: float | None = None, hi: float | None = None) -> Any:
+        """Clamp to ``[lo, hi]`` (either bound may be None)."""
+        if lo is None and hi is None:
+            raise shape_error("clip", "needs lo or hi", self)
+        return self._apply(CLIP, (self,), {"lo": lo, "hi": hi})
+
+    def relu(self) -> Any:
+        """``max(self, 0)``."""
+        return self._apply(RELU, (self,), NO_ATTRS)
+
+    def leaky_relu(self, slope: float = 0.01) -> Any:
+        """``self`` where positive, ``slope * self`` elsewhere."""
+        return self._apply(LEAKY_RELU, (self,), {"slope": float(slope)})
+
+    def sigmoid(self) -> Any:
+        """Logistic sigmoid."""
+        return self._apply(SIGMOID, (self,), NO_ATTRS)
+
+    def softplus(self) -> Any:
+        """``log(1 + e**self)``, computed stably."""
+        return self._apply(SOFTPLUS, (self,), NO_ATTRS)
+
+    def tanh(self) -> Any:
+        """Hyperbolic tangent."""
+        return self._apply(TANH, (self,), NO_ATTRS)
+
+    tanh_ = tanh
+
+    def gelu(self) -> Any:
+        """GELU (tanh approximation)."""
+        return self._apply(GELU, (self,), NO_ATTRS)
+
+    def astype(self, dtype: Any) -> Any:
+        """Cast to ``dtype``."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        return self._apply(ASTYPE, (self,), {"dtype": dtype})
+
+    # --- comparisons and selection -------------------------------------------------------------
+    def gt(self, other: Any) -> Any:
+        return self._apply(GT, (self, self._coerce(other)), NO_ATTRS)
+
+    def ge(self, other: Any) -> Any:
+        return self._apply(GE, (self, self._coerce(other)), NO_ATTRS)
+
+    def lt(self, other: Any) -> Any:
+        return self._apply(LT, (self, self._coerce(other)), NO_ATTRS)
+
+    def le(self, other: Any) -> Any:
+        return self._apply(LE, (self, self._coerce(other)), NO_ATTRS)
+
+    def eq(self, other: Any) -> Any:
+        return self._apply(EQ, (self, self._coerce(other)), NO_ATTRS)
+
+    def ne(self, other: Any) -> Any:
+        return self._apply(NE, (self, self._coerce(other)), NO_ATTRS)
+
+    def select(self, a: Any, b: Any) -> Any:
+        """``a`` where ``self`` (a condition) is true, else ``b``."""
+        if isinstance(a, OpBase):
+            b = a._coerce(b)
+        elif isinstance(b, OpBase):
+            a = b._coerce(a)
+        else:
+            a, b = self._coerce(a), self._coerce(b)
+        return self._apply(WHERE, (self, a, b), NO_ATTRS)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..registry import OpDef, register
-from .rules import unbroadcast
+from .rules import NO_ATTRS, OpBase, unbroadcast
 
 
 def _matmul_infer(a, b):
@@ -53,3 +55,16 @@ MATMUL = register(OpDef(
     # np.dot with out= is the fastest 2-D product (PERF-NOTES rule 2)
     template="{{ 'dot' if ndims[0] <= 2 and ndims[1] <= 2 else 'matmul' }}({{ x[0] }}, {{ x[1] }}, "
              "out={{ out }})"))
+
+
+class LinalgMethods(OpBase):
+    """Tensor methods of the matrix products (see ``OpMethods``)."""
+
+    __slots__ = ()
+
+    # --- matmul --------------------------------------------------------------------------------
+    def matmul(self, other: Any) -> Any:
+        """Matrix product with numpy ``matmul`` rules."""
+        if not isinstance(other, OpBase):
+            other = self._coerce(other)
+        return self._apply(MATMUL, (self, other), NO_ATTRS)

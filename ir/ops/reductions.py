@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..registry import OpDef, register
-from .rules import reduced_shape
+from .rules import NO_ATTRS, OpBase, reduced_shape, shape_error
 
 
 def _reduce_infer(x, axis, keepdims):
@@ -184,3 +186,68 @@ CROSS_ENTROPY = register(OpDef(
     template="negative(add.reduce(multiply(subtract((_s := subtract({{ x[0] }}, maximum.reduce("
              "{{ x[0] }}, axis=1, keepdims=True))), log(add.reduce(exp(_s), axis=1, "
              "keepdims=True)), out=_s), {{ x[1] }}), axis=1), out={{ out }})"))
+
+
+_ALL_AXES = {"axis": None, "keepdims": False}
+
+
+class ReductionMethods(OpBase):
+    """Tensor methods of the reductions (see ``OpMethods``)."""
+
+    __slots__ = ()
+
+    # --- reductions ----------------------------------------------------------------------------
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Any:
+        """Sum over ``axis`` (int, tuple or None for all)."""
+        if axis is None and not keepdims:
+            return self._apply(SUM, (self,), _ALL_AXES)
+        return self._apply(SUM, (self,),
+                           {"axis": self._axes("sum", axis), "keepdims": bool(keepdims)})
+
+    def sum_axis(self, axis: int, keepdims: bool = False) -> Any:
+        """Sum over one axis: ``[[1,2],[3,4]].sum_axis(0) == [4,6]``."""
+        return self._apply(SUM, (self,),
+                           {"axis": self._axes("sum", axis), "keepdims": bool(keepdims)})
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Any:
+        """Mean over ``axis`` (None: all)."""
+        if axis is None and not keepdims:
+            return self._apply(MEAN, (self,), _ALL_AXES)
+        return self._apply(MEAN, (self,),
+                           {"axis": self._axes("mean", axis), "keepdims": bool(keepdims)})
+
+    def mean_axis(self, axis: int, keepdims: bool = False) -> Any:
+        """Mean over one axis."""
+        return self.mean(axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Any:
+        """Maximum over ``axis`` (None: all)."""
+        if 0 in tuple(self.shape):
+            raise shape_error("max", "cannot reduce an empty tensor", self)
+        return self._apply(MAX, (self,),
+                           {"axis": self._axes("max", axis), "keepdims": bool(keepdims)})
+
+    def max_axis(self, axis: int, keepdims: bool = False) -> Any:
+        """Maximum over one axis."""
+        return self.max(axis, keepdims)
+
+    def sum_to(self, shape: Sequence[int]) -> Any:
+        """Sum over the axes that broadcasting ``shape`` to this shape would add."""
+        shape = tuple(shape)
+        if shape == tuple(self.shape):
+            return self
+        return self._apply(SUM_TO, (self,), {"shape": shape})
+
+    def softmax(self, axis: int = -1) -> Any:
+        """Softmax along ``axis`` (numerically stable)."""
+        (a,) = self._axes("softmax", axis)
+        return self._apply(SOFTMAX, (self,), {"axis": a})
+
+    def log_softmax(self, axis: int = -1) -> Any:
+        """Log-softmax along ``axis`` (numerically stable)."""
+        (a,) = self._axes("log_softmax", axis)
+        return self._apply(LOG_SOFTMAX, (self,), {"axis": a})
+
+    def cross_entropy_rows(self, targets: Any) -> Any:
+        """Per-row cross-entropy of these logits ``[N, C]`` against target distributions."""
+        return self._apply(CROSS_ENTROPY, (self, self._coerce(targets)), NO_ATTRS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from ...errors import ShapeError, describe, with_location
 
 
 def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
@@ -61,3 +64,59 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
 
 def float_dtype(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.floating)
+
+
+def shape_error(op: str, message: str, *operands: Any) -> ShapeError:
+    """A ShapeError naming the op, the operands' types and the user's line."""
+    types = ", ".join(describe(v) for v in operands)
+    return ShapeError(with_location(f"{op}: {message}; operands {types}"))
+
+
+def resolve_shape(op: str, value: Any, shape: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` with one ``-1`` resolved against ``value``'s element count."""
+    shape = tuple(int(d) for d in shape)
+    size = math.prod(value.shape)
+    unknown = [i for i, d in enumerate(shape) if d == -1]
+    if len(unknown) > 1 or any(d < -1 for d in shape):
+        raise shape_error(op, f"invalid shape {list(shape)}", value)
+    if unknown:
+        rest = math.prod(d for d in shape if d != -1)
+        if rest == 0 or size % rest:
+            raise shape_error(op, f"cannot view {list(value.shape)} ({size} elements) as "
+                                  f"{list(shape)}", value)
+        shape = shape[:unknown[0]] + (size // rest,) + shape[unknown[0] + 1:]
+    if math.prod(shape) != size:
+        raise shape_error(op, f"cannot view {list(value.shape)} ({size} elements) as "
+                              f"{list(shape)} ({math.prod(shape)} elements)", value)
+    return shape
+
+
+#: attrs of ops that have none; shared, never mutated
+NO_ATTRS: dict = {}
+
+
+class OpBase:
+    """What every op family's methods rely on: the two hooks (``_apply`` runs or records one op,
+    ``_coerce`` turns a Python number or array into a value of the same kind) and the shape."""
+
+    __slots__ = ()
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def _apply(self, op: Any, inputs: tuple, attrs: dict) -> Any:
+        raise NotImplementedError
+
+    def _coerce(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def _axes(self, op: str, axis: Any) -> tuple[int, ...] | None:
+        if type(axis) is int and 0 <= axis < len(self.shape):
+            return (axis,)
+        try:
+            return normalize_axes(axis, len(self.shape))
+        except ValueError as e:
+            raise shape_error(op, str(e), self) from None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)

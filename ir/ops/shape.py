@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from ..registry import OpDef, register
+from .rules import OpBase, resolve_shape, shape_error
 
 
 def _example(x):
@@ -144,3 +149,70 @@ ONE_HOT = register(OpDef(
     infer=lambda x, num_classes, dtype: (tuple(x.shape) + (num_classes,), np.dtype(dtype)),
     attrs=("num_classes", "dtype"),
     doc="integer labels as one-hot rows (no gradient); checks the label range when it runs"))
+
+
+_SWAP_2D = {"axes": (1, 0)}
+
+
+class ShapeMethods(OpBase):
+    """Tensor methods of the shape ops (see ``OpMethods``)."""
+
+    __slots__ = ()
+
+    # --- shapes --------------------------------------------------------------------------------
+    def reshape(self, *shape: Any) -> Any:
+        """Same elements in ``shape`` (one ``-1`` allowed)."""
+        if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
+            shape = tuple(shape[0])
+        if -1 in shape or math.prod(shape) != math.prod(self.shape):
+            shape = resolve_shape("reshape", self, shape)
+        if shape == tuple(self.shape):
+            return self
+        return self._apply(RESHAPE, (self,), {"shape": shape})
+
+    def view(self, shape: Sequence[int]) -> Any:
+        """The seed's ``view(&shape)``: same element count, ``-1`` allowed."""
+        shape = resolve_shape("view", self, shape if not isinstance(shape, int) else (shape,))
+        return self.reshape(shape)
+
+    def broadcast_to(self, shape: Sequence[int]) -> Any:
+        """Broadcast to ``shape``."""
+        shape = tuple(shape)
+        if shape == tuple(self.shape):
+            return self
+        return self._apply(BROADCAST_TO, (self,), {"shape": shape})
+
+    def detach(self) -> Any:
+        """The same values with no gradient (a view: in-place updates show in both)."""
+        return self._apply(DETACH, (self,), {})
+
+    def transpose(self, axes: Sequence[int] | None = None) -> Any:
+        """Reverse the axes (2-D: matrix transpose), or permute them by ``axes``."""
+        n = len(self.shape)
+        if axes is None and n == 2:
+            return self._apply(TRANSPOSE, (self,), _SWAP_2D)
+        perm = tuple(range(n))[::-1] if axes is None else tuple(int(a) % max(n, 1) for a in axes)
+        if sorted(perm) != list(range(n)):
+            raise shape_error("transpose", f"axes {list(axes or ())} are not a permutation", self)
+        return self._apply(TRANSPOSE, (self,), {"axes": perm})
+
+    @property
+    def T(self) -> Any:  # noqa: N802 - numpy's name
+        """The transpose (axes reversed)."""
+        return self.transpose()
+
+    def getitem(self, index: tuple) -> Any:
+        """Indexing with an already normalised index tuple (see ``__getitem__``)."""
+        return self._apply(GETITEM, (self,), {"index": index})
+
+    def scatter_add(self, shape: Sequence[int], index: tuple) -> Any:
+        """Zeros of ``shape`` with this value added at ``index`` (getitem's gradient)."""
+        return self._apply(SCATTER_ADD, (self,),
+                           {"shape": tuple(shape), "index": index})
+
+    def one_hot(self, num_classes: int, dtype: Any = np.float32) -> Any:
+        """These integer labels as one-hot rows of ``num_classes`` (no gradient)."""
+        if np.dtype(self.dtype).kind not in "iu":
+            raise shape_error("one_hot", f"labels must be integers, got {self.dtype}", self)
+        return self._apply(ONE_HOT, (self,),
+                           {"num_classes": int(num_classes), "dtype": np.dtype(dtype)})
