@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Node, short_src
 from ..ir.ops.sources import CONSTANT
+from ..ir.registry import Operand
 from .buffers import BufferPlan, plan_buffers
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -96,8 +97,11 @@ class _Renderer:
         self.bindings.append((name, f"consts[{len(self.consts) - 1}]"))
         return name
 
-    def literal(self, value: Any) -> str:
-        """Python source for an attribute value (or the name of a bound constant)."""
+    def literal(self, value: Any, x: list[str]) -> str:
+        """Python source for an attribute value (or the name of a bound constant); an
+        ``Operand`` is the name of that input (``x``)."""
+        if type(value) is Operand:
+            return x[value.position]
         if value is None or isinstance(value, bool):
             return repr(value)
         if isinstance(value, int | np.integer):
@@ -107,10 +111,10 @@ class _Renderer:
         if value is Ellipsis:
             return "Ellipsis"
         if isinstance(value, slice):
-            return "slice({}, {}, {})".format(*(self.literal(p) for p in (
+            return "slice({}, {}, {})".format(*(self.literal(p, x) for p in (
                 value.start, value.stop, value.step)))
         if isinstance(value, tuple):
-            inner = ", ".join(self.literal(v) for v in value)
+            inner = ", ".join(self.literal(v, x) for v in value)
             return f"({inner},)" if len(value) == 1 else f"({inner})"
         return self.const(value)
 
@@ -123,7 +127,7 @@ class _Renderer:
             out_code = f"buf{out}" if out is not None else "None"
         target = self.name(node.out)
         if node.op.template:
-            attrs = {k: self.literal(v) for k, v in node.attrs.items()}
+            attrs = {k: self.literal(v, x) for k, v in node.attrs.items()}
             expr = _template(node.op.template).render(
                 x=x, out=out_code, a=attrs, ndims=[len(v.shape) for v in node.inputs])
         else:
@@ -131,7 +135,7 @@ class _Renderer:
             if node.op.name not in self.kernels:
                 self.kernels[node.op.name] = node.op.impl
                 self.bindings.append((kernel, f"kernels[{node.op.name!r}]"))
-            args = x + [f"{k}={self.literal(v)}" for k, v in node.attrs.items()]
+            args = x + [f"{k}={self.literal(v, x)}" for k, v in node.attrs.items()]
             expr = f"{kernel}({', '.join(args)})"
         return f"{target} = {expr}"
 

@@ -51,6 +51,17 @@ class OpDef:
         return f"<op {self.name}>"
 
 
+@dataclass(frozen=True, slots=True)
+class Operand:
+    """An attribute item that stands for the op's input ``position`` (an index array inside an
+    index tuple): printed ``%k``, rendered as that input's name by codegen."""
+
+    position: int
+
+    def __repr__(self) -> str:
+        return f"%{self.position}"
+
+
 _REGISTRY: dict[str, OpDef] = {}
 
 

@@ -10,6 +10,7 @@ Schema, version 1::
 
 An ``attr`` is a JSON number, string, bool or null, or one of the tagged objects
 ``{"tuple": [attr, ...]}``, ``{"slice": [start, stop, step]}``, ``{"ellipsis": true}``,
+``{"operand": k}`` (an index array: the node's input k),
 ``{"dtype": str}``, ``{"float": "inf" | "-inf" | "nan"}`` and
 ``{"array": nested lists, "dtype": str, "shape": [int, ...]}``. dtypes are numpy names of
 bool, integer and floating types only.
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..errors import AprenderError
 from .graph import Graph, Node, Value
-from .registry import all_ops
+from .registry import Operand, all_ops
 
 FORMAT, VERSION = "aprender.ir", 1
 MAX_DEPTH = 32
@@ -54,6 +55,8 @@ def _encode(value: Any) -> Any:
         return {"slice": [_encode(value.start), _encode(value.stop), _encode(value.step)]}
     if value is Ellipsis:
         return {"ellipsis": True}
+    if isinstance(value, Operand):
+        return {"operand": value.position}
     if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
         return {"dtype": np.dtype(value).name}
     if isinstance(value, np.ndarray):
@@ -142,6 +145,11 @@ def _decode(obj: Any, where: str, depth: int = 0) -> Any:
         return slice(*parts)
     if keys == {"ellipsis"} and obj["ellipsis"] is True:
         return Ellipsis
+    if keys == {"operand"}:
+        position = obj["operand"]
+        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+            raise _fail(where, "an operand reference is a positive int")
+        return Operand(position)
     if keys == {"dtype"}:
         return _dtype(obj["dtype"], where)
     if keys == {"array", "dtype", "shape"}:

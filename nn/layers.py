@@ -127,7 +127,7 @@ class Embedding(Module):
         self.weight = Tensor(table).requires_grad()
 
     def forward(self, indices: Any) -> Tensor:
-        return self.weight[np.asarray(indices)]
+        return self.weight[indices]
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, {self.weight.shape[1]}"

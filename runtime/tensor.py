@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DTypeError, GraphError, ShapeError, describe, user_location, with_location
 from ..ir.graph import Node
 from ..ir.methods import OpMethods
-from ..ir.registry import OpDef
+from ..ir.registry import OpDef, Operand
 from .anomaly import check_finite
 from .state import STATE
 
@@ -138,35 +138,45 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
     return out
 
 
-def _normalize_index(index: Any) -> tuple:
-    """An index as a tuple of ints, slices, None, Ellipsis and integer/bool numpy arrays."""
+def _normalize_index(index: Any) -> tuple[tuple, tuple]:
+    """An index as ``(items, arrays)``: items are ints, slices, None, Ellipsis and
+    ``Operand(k)`` standing for ``arrays[k - 1]``, the integer index arrays as tensors (inputs
+    of the ``index`` op, so a compiled call reads them anew each time)."""
     items = index if isinstance(index, tuple) else (index,)
     if all(type(item) is slice or type(item) is int for item in items):
-        return items
-    out = []
+        return items, ()
+    out: list = []
+    arrays: list[Tensor] = []
     for item in items:
-        if isinstance(item, Tensor | np.ndarray | list) and STATE.recorder is not None \
-                and STATE.recorder.staging:
-            raise GraphError(with_location(
-                "getitem: indexing with an array of indices inside a traced function is not "
-                "supported (the indices would be baked into the graph); use one_hot + matmul, "
-                "or index outside the compiled function"))
-        if isinstance(item, Tensor):
-            item = item._data
         if isinstance(item, list):
             item = np.asarray(item)
-        if isinstance(item, np.ndarray):
-            if item.dtype.kind not in "iub":
+        if isinstance(item, np.ndarray | Tensor):
+            kind = item.dtype.kind
+            if kind not in "iub":
                 raise DTypeError(with_location(f"getitem: index arrays must be integer or bool, "
                                                f"got {item.dtype}"))
-            if item.ndim == 0 and item.dtype.kind != "b":
-                item = int(item)
+            if item.ndim == 0 and kind != "b":
+                out.append(int(item._data if isinstance(item, Tensor) else item))
+                continue
+            if kind == "b":
+                if STATE.recorder is not None and STATE.recorder.staging:
+                    raise GraphError(with_location(
+                        "getitem: a boolean mask inside a compiled function gives a shape that "
+                        "depends on the data; use where() or masked_fill() instead"))
+                mask = item._data if isinstance(item, Tensor) else item
+                for positions in np.nonzero(mask):
+                    arrays.append(Tensor._as_input(positions))
+                    out.append(Operand(len(arrays)))
+                continue
+            arrays.append(item if isinstance(item, Tensor) else Tensor._as_input(item))
+            out.append(Operand(len(arrays)))
         elif isinstance(item, np.integer):
-            item = int(item)
-        elif not isinstance(item, int | slice) and item is not None and item is not Ellipsis:
+            out.append(int(item))
+        elif isinstance(item, int | slice) or item is None or item is Ellipsis:
+            out.append(item)
+        else:
             raise DTypeError(with_location(f"getitem: unsupported index {item!r}"))
-        out.append(item)
-    return tuple(out)
+    return tuple(out), tuple(arrays)
 
 
 class Tensor(OpMethods):
@@ -354,7 +364,8 @@ class Tensor(OpMethods):
         return self.data()
 
     def __getitem__(self, index: Any) -> Tensor:
-        return self.getitem(_normalize_index(index))
+        items, arrays = _normalize_index(index)
+        return self.index(items, arrays) if arrays else self.getitem(items)
 
     def __len__(self) -> int:
         if self._data.ndim == 0:

@@ -251,15 +251,6 @@ def test_one_compiled_step_from_several_threads() -> None:
     assert not errors, errors[:1]
 
 
-def test_unsupported_patterns_fail_loudly() -> None:
-    model = nn.Sequential(nn.Linear(2, 2, rng=0), nn.Dropout(0.5, rng=0))
-    with pytest.raises(ap.GraphError, match="Dropout"):
-        ap.compile(model)(Tensor(np.ones((1, 2), np.float32)))
-    table = Tensor(np.ones((4, 2))).requires_grad()
-    with pytest.raises(ap.GraphError, match="indexing with an array of indices"):
-        ap.compile(lambda i: table[i])(Tensor(np.array([0, 1])))
-
-
 def test_inspection_ir_stages_source_stats() -> None:
     model, opt = _model_and_opt("sgd")
     xs, ys = _data(steps=2)

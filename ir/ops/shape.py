@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import OpDef, register
+from ..registry import OpDef, Operand, register
 from .rules import OpBase, resolve_shape, shape_error
 
 
@@ -77,32 +77,68 @@ def _getitem_infer(x, index):
 
 
 GETITEM = register(OpDef(
-    name="getitem", aliases_input=True, kind="other", impl=lambda a, index: a[index],
+    name="getitem", aliases_input=True, kind="view", impl=lambda a, index: a[index],
     infer=_getitem_infer,
-    vjp=lambda g, out, x, at, needs: (g.scatter_add(tuple(x[0].shape), at["index"]),),
-    attrs=("index",), doc="basic and integer-array indexing",
+    vjp=lambda g, out, x, at, needs: (g.unslice(tuple(x[0].shape), at["index"]),),
+    attrs=("index",), doc="basic indexing (ints, slices, None, ...): a view",
     template="{{ x[0] }}[{{ a.index }}]"))
 
 
-def has_advanced(index: tuple) -> bool:
-    """Whether ``index`` holds integer or bool arrays (which may repeat positions)."""
-    return any(isinstance(i, np.ndarray) for i in index)
-
-
-def _scatter_add_impl(a, shape, index):
+def _unslice_impl(a, shape, index):
     res = np.zeros(shape, dtype=a.dtype)
-    if has_advanced(index):
-        np.add.at(res, index, a)
-    else:
-        res[index] = a
+    res[index] = a
     return res
 
 
-SCATTER_ADD = register(OpDef(
-    name="scatter_add", kind="other", impl=_scatter_add_impl,
+UNSLICE = register(OpDef(
+    name="unslice", kind="other", impl=_unslice_impl,
     infer=lambda x, shape, index: (tuple(shape), np.dtype(x.dtype)),
     vjp=lambda g, out, x, at, needs: (g.getitem(at["index"]),),
-    attrs=("shape", "index"), doc="zeros of shape with x added at index (getitem's gradient)"))
+    attrs=("shape", "index"), doc="zeros of shape with x written at a basic index "
+                                  "(getitem's gradient)"))
+
+
+def fill_index(index: tuple, arrays: tuple) -> tuple:
+    """``index`` with each ``Operand(k)`` replaced by ``arrays[k - 1]`` (input k's array)."""
+    return tuple(arrays[i.position - 1] if type(i) is Operand else i for i in index)
+
+
+def _index_infer(x, *arrays, index):
+    for a in arrays:
+        if np.dtype(a.dtype).kind not in "iu":
+            raise TypeError(f"index arrays must be integers, got {a.dtype}")
+    examples = tuple(np.zeros(tuple(a.shape), dtype=np.intp) for a in arrays)
+    res = _example(x)[fill_index(index, examples)]
+    return tuple(res.shape), np.dtype(x.dtype)
+
+
+def _no_grads_for_indices(grad, x):
+    return (grad,) + (None,) * (len(x) - 1)
+
+
+INDEX = register(OpDef(
+    name="index", kind="other", impl=lambda a, *arrays, index: a[fill_index(index, arrays)],
+    infer=_index_infer, save_inputs=True,
+    vjp=lambda g, out, x, at, needs: _no_grads_for_indices(
+        g.unindex(tuple(x[0].shape), at["index"], x[1:]), x),
+    attrs=("index",),
+    doc="integer-array (advanced) indexing: the index arrays are inputs %1, %2, ...; a copy",
+    template="{{ x[0] }}[{{ a.index }}]"))
+
+
+def _unindex_impl(a, *arrays, shape, index):
+    res = np.zeros(shape, dtype=a.dtype)
+    np.add.at(res, fill_index(index, arrays), a)
+    return res
+
+
+UNINDEX = register(OpDef(
+    name="unindex", kind="other", impl=_unindex_impl, save_inputs=True,
+    infer=lambda x, *arrays, shape, index: (tuple(shape), np.dtype(x.dtype)),
+    vjp=lambda g, out, x, at, needs: _no_grads_for_indices(g.index(at["index"], x[1:]), x),
+    attrs=("shape", "index"),
+    doc="zeros of shape with x added at an integer-array index, repeats accumulating "
+        "(index's gradient)"))
 
 
 def _split_vjp(g, x, axis, *, stacked):
@@ -202,13 +238,22 @@ class ShapeMethods(OpBase):
         return self.transpose()
 
     def getitem(self, index: tuple) -> Any:
-        """Indexing with an already normalised index tuple (see ``__getitem__``)."""
+        """Basic indexing with an already normalised index tuple (see ``__getitem__``)."""
         return self._apply(GETITEM, (self,), {"index": index})
 
-    def scatter_add(self, shape: Sequence[int], index: tuple) -> Any:
-        """Zeros of ``shape`` with this value added at ``index`` (getitem's gradient)."""
-        return self._apply(SCATTER_ADD, (self,),
-                           {"shape": tuple(shape), "index": index})
+    def index(self, index: tuple, arrays: tuple) -> Any:
+        """Integer-array indexing: ``index`` holds ``Operand(k)`` where ``arrays[k - 1]`` goes."""
+        return self._apply(INDEX, (self, *arrays), {"index": index})
+
+    def unslice(self, shape: Sequence[int], index: tuple) -> Any:
+        """Zeros of ``shape`` with this value written at a basic ``index`` (getitem's
+        gradient)."""
+        return self._apply(UNSLICE, (self,), {"shape": tuple(shape), "index": index})
+
+    def unindex(self, shape: Sequence[int], index: tuple, arrays: tuple) -> Any:
+        """Zeros of ``shape`` with this value added at an integer-array index (index's
+        gradient)."""
+        return self._apply(UNINDEX, (self, *arrays), {"shape": tuple(shape), "index": index})
 
     def one_hot(self, num_classes: int, dtype: Any = np.float32) -> Any:
         """These integer labels as one-hot rows of ``num_classes`` (no gradient)."""

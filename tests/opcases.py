@@ -1,0 +1,168 @@
+"""Op test cases shared by every op family: ``Case`` and the checks each case gets.
+
+Each family lists its cases in ``tests/cases_<family>.py`` (``CASES``, and ``INDIRECT``: op names
+tested only through other ops, with the reason in a comment); ``tests/test_ops.py`` runs every
+check on every case: values against a numpy reference (float64 and float32), first- and
+second-order gradients against finite differences in float64, the shape rule against the
+kernel, and the compiled forward and gradient against eager.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gradcheck import check_first_order, check_second_order
+
+import aprender as ap
+from aprender.autograd import Tensor
+
+
+def uniform(lo: float, hi: float) -> Callable:
+    """A sampler of values uniform in ``[lo, hi]``."""
+    return lambda rng, shape: rng.uniform(lo, hi, shape)
+
+
+def away_from(points: list[float], lo: float = -2.0, hi: float = 2.0,
+              gap: float = 0.05) -> Callable:
+    """A sampler of values in [lo, hi] at least ``gap`` from each of ``points`` (kinks)."""
+    def sample(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+        x = rng.uniform(lo, hi, shape)
+        for p in points:
+            near = np.abs(x - p) < gap
+            x[near] = p + np.where(x[near] >= p, gap, -gap) * 2
+        return x
+    return sample
+
+
+def distinct(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Values with no ties (maxima, sorting, pooling)."""
+    return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 + rng.uniform(0, 0.01, shape)
+
+
+@dataclass
+class Case:
+    """``fn(*tensors, *fixed)`` against ``ref(*arrays, *fixed)``: ``shapes`` are the float
+    inputs (sampled by ``sample``, differentiated), ``fixed`` numpy values passed as they are
+    (indices, masks; a compiled call takes them as arguments)."""
+
+    name: str
+    fn: Callable[..., Tensor]
+    ref: Callable[..., np.ndarray]
+    shapes: tuple
+    sample: Callable = uniform(-2, 2)
+    second_order: bool = True
+    fixed: tuple = ()
+    #: whether the output is differentiable (False: ints/bools, or a gradient that is zero)
+    grads: bool = True
+    rtol: float = 1e-12
+
+
+def inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.asarray(case.sample(rng, s), dtype=np.float64) for s in case.shapes]
+
+
+def _bind(case: Case) -> Callable[..., Tensor]:
+    return lambda *xs: case.fn(*xs, *case.fixed)
+
+
+def check_values(case: Case) -> None:
+    arrays = inputs(case)
+    out = case.fn(*[Tensor(a) for a in arrays], *case.fixed)
+    expected = np.asarray(case.ref(*arrays, *case.fixed))
+    assert out.shape == expected.shape, (out.shape, expected.shape)
+    assert out.dtype == (np.float64 if expected.dtype.kind == "f" else expected.dtype)
+    np.testing.assert_allclose(out.data(), expected, rtol=case.rtol, atol=case.rtol)
+
+
+def check_float32(case: Case) -> None:
+    arrays = [a.astype(np.float32) for a in inputs(case)]
+    out = case.fn(*[Tensor(a) for a in arrays], *case.fixed)
+    expected = np.asarray(case.ref(*arrays, *case.fixed))
+    if expected.dtype.kind == "f":
+        assert out.dtype == np.float32
+    np.testing.assert_allclose(out.data(), expected, rtol=1e-5, atol=1e-5)
+
+
+def check_first(case: Case) -> None:
+    if case.grads:
+        check_first_order(_bind(case), inputs(case))
+
+
+def check_second(case: Case) -> None:
+    if case.grads and case.second_order:
+        check_second_order(_bind(case), inputs(case))
+
+
+def nodes_of(t: Tensor) -> list:
+    seen, stack, out = set(), [t._node], []
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        stack.extend(i._node for i in n.inputs)
+    return out
+
+
+def check_shape_rule(case: Case) -> set[str]:
+    """Every recorded node's shape rule agrees with its kernel, in the forward and in the
+    backward (recorded with a seed that requires grad); returns the op names seen."""
+    xs = [Tensor(a.astype(np.float32)).requires_grad() for a in inputs(case)]
+    out = case.fn(*xs, *case.fixed)
+    nodes = nodes_of(out)
+    if case.grads and out.requires_grad_enabled():
+        seed = Tensor(np.ones(out.shape, np.float32)).requires_grad()
+        (out * seed).sum().backward(create_graph=True)
+        nodes += [n for x in xs if x.grad() is not None for n in nodes_of(x.grad())]
+    for node in nodes:
+        shape, dtype = node.op.infer(*node.inputs, **node.attrs)
+        assert shape == node.value.shape, node.op.name
+        assert dtype == node.value.dtype, node.op.name
+    return {node.op.name for node in nodes}
+
+
+def check_compiled(case: Case) -> None:
+    """The compiled step (forward, backward of a weighted sum) equals eager, on two calls with
+    different values (the second proves nothing was baked in)."""
+    shape_probe = case.fn(*[Tensor(a) for a in inputs(case)], *case.fixed)
+    weights = Tensor(np.random.default_rng(3).uniform(0.5, 1.5, shape_probe.shape))
+    differentiable = case.grads and shape_probe.dtype.kind == "f"
+
+    def step(*args: Any) -> Any:
+        out = case.fn(*args)
+        if differentiable:
+            (out * weights).sum().backward()
+        return out
+
+    fast = ap.compile(step)
+    for seed in (0, 1):
+        arrays = inputs(case, seed)
+        results = []
+        for run in (step, fast):
+            xs = [Tensor(a).requires_grad(differentiable) for a in arrays]
+            out = run(*xs, *case.fixed)
+            results.append((out.data().copy(), [x.grad() for x in xs]))
+        (eager_out, eager_grads), (fast_out, fast_grads) = results
+        np.testing.assert_allclose(fast_out, eager_out, rtol=1e-10, atol=1e-12)
+        for ge, gf in zip(eager_grads, fast_grads, strict=True):
+            assert (ge is None) == (gf is None)
+            if ge is not None:
+                np.testing.assert_allclose(gf.data(), ge.data(), rtol=1e-10, atol=1e-12)
+
+
+def all_cases() -> tuple[list[Case], set[str]]:
+    """Every family's ``CASES`` and ``INDIRECT`` names, from ``tests/cases_*.py``."""
+    cases: list[Case] = []
+    indirect: set[str] = set()
+    for path in sorted(Path(__file__).parent.glob("cases_*.py")):
+        module = importlib.import_module(path.stem)
+        cases.extend(module.CASES)
+        indirect.update(getattr(module, "INDIRECT", ()))
+    return cases, indirect
