@@ -1,35 +1,15 @@
-"""Layers, containers and losses: ``aprender.nn``."""
+"""Layers, containers and losses: ``aprender.nn`` (``aprender.nn.functional`` holds the ops).
 
-from .layers import (
-    GELU,
-    MLP,
-    Dropout,
-    Embedding,
-    LayerNorm,
-    LeakyReLU,
-    Linear,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
-from .losses import (
-    BCEWithLogitsLoss,
-    CrossEntropyLoss,
-    L1Loss,
-    MSELoss,
-    NLLLoss,
-    binary_cross_entropy_with_logits,
-    cross_entropy,
-    l1_loss,
-    mse_loss,
-    nll_loss,
-    one_hot,
-)
-from .module import Module, ModuleList, Sequential
+Each family lives in its own module; this package re-exports their ``__all__``.
+"""
 
-__all__ = ["GELU", "MLP", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding",
-           "L1Loss", "LayerNorm", "LeakyReLU", "Linear", "MSELoss", "Module", "ModuleList",
-           "NLLLoss", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
-           "binary_cross_entropy_with_logits", "cross_entropy", "l1_loss", "mse_loss",
-           "nll_loss", "one_hot"]
+from . import functional as functional
+from .attention import *  # noqa: F403
+from .conv import *  # noqa: F403
+from .layers import *  # noqa: F403
+from .losses import *  # noqa: F403
+from .module import Module as Module
+from .module import ModuleList as ModuleList
+from .module import Sequential as Sequential
+from .normalization import *  # noqa: F403
+from .sparse import *  # noqa: F403

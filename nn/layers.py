@@ -1,4 +1,4 @@
-"""Layers: Linear (the seed's), activations, Dropout, LayerNorm, Embedding and the seed's MLP."""
+"""Layers: Linear (the seed's), activations, Dropout and the seed's MLP."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from ..runtime import Tensor
 from ..runtime.factories import Seed, generator
 from ..runtime.state import STATE
 from .module import Module
+
+__all__ = ["GELU", "MLP", "Dropout", "LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
 
 class Linear(Module):
@@ -95,42 +97,6 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-class LayerNorm(Module):
-    """Normalise over the trailing ``normalized_shape`` axes, then scale and shift."""
-
-    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
-                 dtype: Any = np.float32) -> None:
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
-            normalized_shape)
-        self.normalized_shape, self.eps = shape, eps
-        self.weight = Tensor(np.ones(shape, dtype=dtype)).requires_grad()
-        self.bias = Tensor(np.zeros(shape, dtype=dtype)).requires_grad()
-
-    def forward(self, x: Tensor) -> Tensor:
-        axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))
-        centered = x.sub(x.mean(axes, keepdims=True))
-        var = centered.mul(centered).mean(axes, keepdims=True)
-        return centered.div(var.add(self.eps).sqrt()).mul(self.weight).add(self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}"
-
-
-class Embedding(Module):
-    """A table of ``num_embeddings`` vectors, initialised N(0, 1) as in PyTorch."""
-
-    def __init__(self, num_embeddings: int, embedding_dim: int, rng: Seed = None,
-                 dtype: Any = np.float32) -> None:
-        table = generator(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype)
-        self.weight = Tensor(table).requires_grad()
-
-    def forward(self, indices: Any) -> Tensor:
-        return self.weight[indices]
-
-    def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, {self.weight.shape[1]}"
 
 
 class MLP(Module):

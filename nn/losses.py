@@ -10,6 +10,10 @@ from ..errors import DTypeError, ShapeError, describe, with_location
 from ..runtime import Tensor
 from .module import Module
 
+__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss",
+           "binary_cross_entropy_with_logits", "cross_entropy", "l1_loss", "mse_loss", "nll_loss",
+           "one_hot"]
+
 REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -1,0 +1,5 @@
+"""Convolution, pooling and Flatten layers."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Random ops drawing from an explicit generator: dropout."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
