@@ -1,4 +1,4 @@
-"""Layers: Linear (the seed's), activations, Dropout and the seed's MLP."""
+"""Layers: Linear (the seed's), activations and the seed's MLP."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, with_location
 from ..runtime import Tensor
 from ..runtime.factories import Seed, generator
-from ..runtime.state import STATE
 from .module import Module
 
-__all__ = ["GELU", "MLP", "Dropout", "LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["GELU", "MLP", "LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
 
 class Linear(Module):
@@ -73,30 +71,6 @@ class Softmax(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.softmax(self.axis)
-
-
-class Dropout(Module):
-    """Zeroes each element with probability ``p`` in training (scaling the rest by
-    ``1 / (1 - p)``); the identity in eval mode. ``rng`` seeds the masks."""
-
-    def __init__(self, p: float = 0.5, rng: Seed = None) -> None:
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = p
-        self._rng = generator(rng)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if STATE.recorder is not None:
-            raise GraphError(with_location(
-                "Dropout: a training-mode Dropout cannot be compiled yet (its random mask would "
-                "be baked into the generated code); call model.eval() or keep the step eager"))
-        keep = self._rng.random(x.shape) >= self.p
-        return x.mul((keep / (1.0 - self.p)).astype(x.dtype))
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class MLP(Module):
