@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .random import Generator, randn_from, refuse_untracked_random
 from .tensor import Tensor, _wrap
 
 Seed = int | np.random.Generator | None
@@ -53,17 +54,27 @@ def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
     return ones(t.shape, t.dtype, requires_grad)
 
 
+def _numpy_rng(rng: Seed, fn: str) -> np.random.Generator:
+    if not isinstance(rng, int | np.integer):  # fresh entropy or a stateful numpy generator
+        refuse_untracked_random(fn)
+    return generator(rng)
+
+
 def randn(shape: int | Sequence[int], rng: Seed = None, dtype: Any = np.float32,
-          requires_grad: bool = False) -> Tensor:
-    """Standard normal samples; ``rng`` is a seed or a ``numpy.random.Generator``."""
-    data = generator(rng).standard_normal(_shape(shape)).astype(dtype, copy=False)
+          requires_grad: bool = False, generator: Generator | None = None) -> Tensor:
+    """Standard normal samples; ``rng`` is a seed or a ``numpy.random.Generator``, or draw from
+    an ``aprender.Generator`` with ``generator=`` (what compiled functions need)."""
+    if generator is not None:
+        out = randn_from(_shape(shape), generator, dtype)
+        return out.requires_grad() if requires_grad else out
+    data = _numpy_rng(rng, "randn").standard_normal(_shape(shape)).astype(dtype, copy=False)
     return _leaf(data, requires_grad)
 
 
 def uniform(shape: int | Sequence[int], low: float = 0.0, high: float = 1.0, rng: Seed = None,
             dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
     """Uniform samples in ``[low, high)``; ``rng`` is a seed or a ``numpy.random.Generator``."""
-    data = generator(rng).uniform(low, high, _shape(shape)).astype(dtype, copy=False)
+    data = _numpy_rng(rng, "uniform").uniform(low, high, _shape(shape)).astype(dtype, copy=False)
     return _leaf(data, requires_grad)
 
 
