@@ -71,7 +71,8 @@ Event = OpEvent | NewTensor | Mutation | Backward | GradRead
 
 @dataclass
 class Recorder:
-    """Collects the events of one trace; ``staging`` allows (and undoes) side effects."""
+    """Collects the events of one trace. In-place updates are applied, recorded and undone by
+    ``undo()``; ``staging`` (compile) also stages ``backward()`` and refuses value reads."""
 
     staging: bool
     events: list[Event] = field(default_factory=list)
@@ -97,10 +98,6 @@ class Recorder:
 
     def mutate(self, target: Any, op: str, new: Any) -> Any:
         """``target <- new`` inside a trace: applied eagerly, recorded, undone later."""
-        if not self.staging:
-            raise GraphError(with_location(
-                f"{op}: in-place updates are not recorded by ap.trace(), and tracing must not "
-                f"change your tensors; trace the computation without the update"))
         node = target._node
         if node is not None and node.op.aliases_input:
             raise GraphError(with_location(

@@ -293,16 +293,20 @@ def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
     names = pytree.leaf_names(args, kwargs, _parameter_names(fn))
     found = reach(fn, [])
     rec = Recorder(staging=False)
-    result = _run(fn, args, kwargs, rec)
-    builder = GraphBuilder(_fn_name(fn), rec, found.names,
-                           {id(x): i for i, x in enumerate(leaves) if isinstance(x, Tensor)},
-                           names)
-    for x in leaves:  # arguments come first, in signature order, used or not
-        if isinstance(x, Tensor):
-            builder.value_of(x)
-    builder.replay(rec.events, None)
-    outputs, structure = flatten_result(result)
-    builder.graph.outputs = [builder.value_of(t) for t in outputs]
+    try:
+        result = _run(fn, args, kwargs, rec)
+        builder = GraphBuilder(_fn_name(fn), rec, found.names,
+                               {id(x): i for i, x in enumerate(leaves) if isinstance(x, Tensor)},
+                               names)
+        for x in leaves:  # arguments come first, in signature order, used or not
+            if isinstance(x, Tensor):
+                builder.value_of(x)
+        builder.replay(rec.events, None)
+        outputs, structure = flatten_result(result)
+        builder.graph.outputs = [builder.value_of(t) for t in outputs]
+    finally:
+        rec.undo()  # in-place updates (a generator's counter) show in the graph, not on objects
+    _append_updates(builder)
     builder.graph.meta["outputs"] = structure_text(structure)
     graph = builder.graph.verify()
     dump_graph(graph)
@@ -366,9 +370,7 @@ def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool
         else:
             grad_writes.append((k, len(graph.outputs)))
             graph.outputs.append(builder.value_of(final))
-    for position, value in builder.updated.items():
-        graph.updates.append((position, len(graph.outputs)))
-        graph.outputs.append(value)
+    _append_updates(builder)
     _refuse_aliased_updates(builder)
     graph.meta["outputs"] = "tensor" if structure is None else "pytree"
     graph.verify()
@@ -380,6 +382,14 @@ def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool
                        is not None and inp.part == "data"})
     return StepTrace(graph, builder.sources, builder.inputs, structure, results, grad_writes,
                      list(builder.grad_reads.items()), captured, found, has_backward, wrt)
+
+
+def _append_updates(builder: GraphBuilder) -> None:
+    """Each in-place update of a pre-existing tensor becomes an output and a graph update."""
+    graph = builder.graph
+    for position, value in builder.updated.items():
+        graph.updates.append((position, len(graph.outputs)))
+        graph.outputs.append(value)
 
 
 def _result(builder: GraphBuilder, leaf: Any) -> Result:

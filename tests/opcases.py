@@ -71,6 +71,23 @@ def _bind(case: Case) -> Callable[..., Tensor]:
     return lambda *xs: case.fn(*xs, *case.fixed)
 
 
+def traceable(case: Case) -> tuple[Callable[..., Tensor], list[np.ndarray]]:
+    """``(fn, extra)``: ``fn(*float inputs, *extra)`` runs the case with its numpy ``fixed``
+    arrays (``extra``) passed as arguments, so a traced graph takes them as inputs after the
+    float inputs."""
+    n = len(case.shapes)
+    fixed = list(case.fixed)
+    slots = [i for i, f in enumerate(fixed) if isinstance(f, np.ndarray)]
+
+    def fn(*xs: Any) -> Tensor:
+        args = list(fixed)
+        for i, x in zip(slots, xs[n:], strict=True):
+            args[i] = x
+        return case.fn(*xs[:n], *args)
+
+    return fn, [fixed[i] for i in slots]
+
+
 def check_values(case: Case) -> None:
     arrays = inputs(case)
     out = case.fn(*[Tensor(a) for a in arrays], *case.fixed)

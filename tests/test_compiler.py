@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opcases import all_cases, inputs
+from opcases import all_cases, inputs, traceable
 
 import aprender as ap
 from aprender import nn
@@ -29,13 +29,9 @@ from aprender.ir.graph import FusedNode
 from aprender.runtime.executor import ExecutionError
 
 
-def _float_inputs(graph: Graph) -> list[Value]:
-    return [v for v in graph.inputs if v.dtype.kind == "f"]
-
-
-def _eager_grads(fn, arrays):
+def _eager_grads(fn, arrays, extra=()):
     xs = [Tensor(a).requires_grad() for a in arrays]
-    out = fn(*xs)
+    out = fn(*xs, *[Tensor(e) for e in extra])
     out.backward(np.ones(out.shape))
     return out.data(), [np.zeros(x.shape) if x.grad() is None else x.grad().data() for x in xs]
 
@@ -43,15 +39,15 @@ def _eager_grads(fn, arrays):
 @pytest.mark.parametrize("case", [c for c in all_cases()[0] if c.grads], ids=lambda c: c.name)
 def test_generated_code_equals_interpreter_and_eager_for_every_op(case) -> None:
     arrays = inputs(case)
-    fn = lambda *xs: case.fn(*xs, *case.fixed)  # noqa: E731
-    graph = ap.trace(fn, *[Tensor(a) for a in arrays])
-    full = joint(graph, _float_inputs(graph)).graph
+    fn, extra = traceable(case)
+    graph = ap.trace(fn, *[Tensor(a) for a in arrays], *[Tensor(e) for e in extra])
+    full = joint(graph, graph.inputs[:len(arrays)]).graph
     compiled = lower(full)
-    got = compiled(*arrays)
-    reference = full.evaluate(*arrays)
+    got = compiled(*arrays, *extra)
+    reference = full.evaluate(*arrays, *extra)
     for a, b in zip(got, reference, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
-    value, grads = _eager_grads(fn, arrays)
+    value, grads = _eager_grads(fn, arrays, extra)
     np.testing.assert_allclose(got[0], value, rtol=1e-12, atol=1e-15)
     for a, b in zip(got[1:], grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
