@@ -16,15 +16,19 @@ from .jit import compile  # noqa: A004
 from .runtime import (
     Tensor,
     arange,
+    cat,
     clear_grad,
     clear_graph,
     concat,
     detect_anomaly,
+    einsum,
     enable_grad,
+    eye,
     full,
     get_grad,
     grad,
     is_grad_enabled,
+    linspace,
     maximum,
     minimum,
     no_grad,
@@ -42,8 +46,8 @@ from .runtime import (
 __version__ = "0.1.0"
 
 __all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeError",
-           "StateDictError", "Tensor", "arange", "autograd", "clear_grad", "clear_graph",
-           "compile", "concat", "data", "detect_anomaly", "enable_grad", "full", "get_grad",
-           "grad", "ir", "is_grad_enabled", "maximum", "minimum", "nn", "no_grad", "ones",
-           "ones_like", "optim", "randn", "stack", "trace", "uniform", "where", "zeros",
-           "zeros_like"]
+           "StateDictError", "Tensor", "arange", "autograd", "cat", "clear_grad", "clear_graph",
+           "compile", "concat", "data", "detect_anomaly", "einsum", "enable_grad", "eye", "full",
+           "get_grad", "grad", "ir", "is_grad_enabled", "linspace", "maximum", "minimum", "nn",
+           "no_grad", "ones", "ones_like", "optim", "randn", "stack", "trace", "uniform", "where",
+           "zeros", "zeros_like"]

@@ -1,13 +1,24 @@
 """What runs: the eager tensor and its backward engine (and, later, generated code)."""
 
 from .engine import backward, grad
-from .factories import arange, full, ones, ones_like, randn, uniform, zeros, zeros_like
-from .functional import concat, maximum, minimum, stack, where
+from .factories import (
+    arange,
+    eye,
+    full,
+    linspace,
+    ones,
+    ones_like,
+    randn,
+    uniform,
+    zeros,
+    zeros_like,
+)
+from .functional import cat, concat, einsum, maximum, minimum, stack, where
 from .state import clear_graph, detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .tensor import Tensor, clear_grad, get_grad
 from .tracing import current_graph, trace
 
-__all__ = ["Tensor", "arange", "backward", "clear_grad", "clear_graph", "concat",
-           "current_graph", "detect_anomaly", "enable_grad", "full", "get_grad", "grad",
-           "is_grad_enabled", "maximum", "minimum", "no_grad", "ones", "ones_like", "randn",
-           "stack", "trace", "uniform", "where", "zeros", "zeros_like"]
+__all__ = ["Tensor", "arange", "backward", "cat", "clear_grad", "clear_graph", "concat",
+           "current_graph", "detect_anomaly", "einsum", "enable_grad", "eye", "full", "get_grad",
+           "grad", "is_grad_enabled", "linspace", "maximum", "minimum", "no_grad", "ones",
+           "ones_like", "randn", "stack", "trace", "uniform", "where", "zeros", "zeros_like"]

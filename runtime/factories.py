@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ShapeError, with_location
 from .random import Generator, randn_from, refuse_untracked_random
 from .tensor import Tensor, _wrap
 
@@ -81,3 +82,18 @@ def uniform(shape: int | Sequence[int], low: float = 0.0, high: float = 1.0, rng
 def arange(*args: float, dtype: Any = np.float32) -> Tensor:
     """``numpy.arange`` as a tensor (float32 by default)."""
     return _wrap(np.arange(*args, dtype=dtype), None, False)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = np.float32,
+        requires_grad: bool = False) -> Tensor:
+    """An ``n x m`` (``m`` defaults to ``n``) matrix with ones on the diagonal."""
+    return _leaf(np.eye(int(n), None if m is None else int(m), dtype=dtype), requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = np.float32,
+             requires_grad: bool = False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive (PyTorch's order of
+    arguments)."""
+    if int(steps) < 0:
+        raise ShapeError(with_location(f"linspace: steps must be non-negative, got {steps}"))
+    return _leaf(np.linspace(start, end, int(steps), dtype=dtype), requires_grad)

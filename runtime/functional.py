@@ -1,4 +1,4 @@
-"""Free functions over several tensors: maximum, minimum, where, concat, stack."""
+"""Free functions over several tensors: maximum, minimum, where, concat (cat), stack, einsum."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ShapeError, with_location
+from ..ir.ops import linalg as linalg_ops
 from ..ir.ops import shape as shape_ops
 from .tensor import Tensor, apply
 
@@ -50,11 +51,33 @@ def _join(name: str, op: Any, tensors: Sequence[Any], axis: int, new_axis: bool)
     return apply(op, values, {"axis": int(axis) % ndim})
 
 
-def concat(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis."""
-    return _join("concat", shape_ops.CONCAT, tensors, axis, False)
+def _axis_or_dim(name: str, axis: int | None, dim: int | None) -> int:
+    if axis is not None and dim is not None and int(axis) != int(dim):
+        raise ShapeError(with_location(f"{name}: give axis= or dim=, not both"))
+    return int(dim if dim is not None else axis if axis is not None else 0)
 
 
-def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along a new axis."""
-    return _join("stack", shape_ops.STACK, tensors, axis, True)
+def concat(tensors: Sequence[Any], axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """Join tensors along an existing axis (``dim=`` is PyTorch's name for ``axis=``)."""
+    return _join("concat", shape_ops.CONCAT, tensors, _axis_or_dim("concat", axis, dim), False)
+
+
+def cat(tensors: Sequence[Any], dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """PyTorch's name of ``concat``."""
+    return _join("cat", shape_ops.CONCAT, tensors, _axis_or_dim("cat", axis, dim), False)
+
+
+def stack(tensors: Sequence[Any], axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """Join tensors along a new axis (``dim=`` is PyTorch's name for ``axis=``)."""
+    return _join("stack", shape_ops.STACK, tensors, _axis_or_dim("stack", axis, dim), True)
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """Einstein summation with numpy's and PyTorch's rules (``"ij,jk->ik"``, implicit output,
+    ``...`` broadcasting, repeated subscripts for diagonals and traces); ``operands`` may also
+    come as one list. One op: pairs contract through one BLAS matmul, and each gradient is an
+    einsum too (so gradients of gradients work)."""
+    if len(operands) == 1 and isinstance(operands[0], list | tuple):
+        operands = tuple(operands[0])
+    like = _first_tensor(*operands)
+    return linalg_ops.einsum(equation, *(_tensor(v, like) for v in operands))

@@ -1,13 +1,16 @@
-"""Shape ops: reshape, transpose, broadcast_to, indexing, concat and stack."""
+"""Shape ops: reshape, transpose, broadcast_to, indexing, concat and stack; flip, roll, repeat,
+triangles, constant padding, gather and scatter_add."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ...errors import DTypeError, describe, with_location
 from ..registry import OpDef, Operand, register
 from .rules import OpBase, resolve_shape, shape_error
 
@@ -187,6 +190,239 @@ ONE_HOT = register(OpDef(
     doc="integer labels as one-hot rows (no gradient); checks the label range when it runs"))
 
 
+# --- copies, flips, rolls, tiles, triangles ----------------------------------------------------
+
+CONTIGUOUS = register(OpDef(
+    name="contiguous", kind="other", impl=lambda a: np.array(a, order="C", copy=True),
+    infer=lambda x: (tuple(x.shape), np.dtype(x.dtype)),
+    vjp=lambda g, out, x, at, needs: (g,),
+    doc="a C-ordered copy (reshape of a non-contiguous tensor copies through it, so the copy "
+        "has its own version counter)",
+    template="{{ x[0] }}.copy()"))
+
+
+def _dims_infer(x, dims):
+    n = len(x.shape)
+    if any(not 0 <= d < max(n, 1) for d in dims) or len(set(dims)) != len(dims):
+        raise ValueError(f"dims {list(dims)} are not distinct dimensions of {n}")
+    return tuple(x.shape), np.dtype(x.dtype)
+
+
+FLIP = register(OpDef(
+    name="flip", kind="other", impl=lambda a, dims: np.flip(a, dims).copy(),
+    infer=_dims_infer,
+    vjp=lambda g, out, x, at, needs: (g.flip(at["dims"]),),
+    attrs=("dims",), doc="reverse the order along dims (a copy, as in PyTorch)",
+    template="np.flip({{ x[0] }}, {{ a.dims }}).copy()"))
+
+
+def _roll_infer(x, shifts, dims):
+    if dims is not None:
+        _dims_infer(x, dims)
+        if len(shifts) != len(dims):
+            raise ValueError(f"shifts {list(shifts)} and dims {list(dims)} differ in length")
+    elif len(shifts) != 1:
+        raise ValueError("without dims, shifts must be one number")
+    return tuple(x.shape), np.dtype(x.dtype)
+
+
+ROLL = register(OpDef(
+    name="roll", kind="other", impl=lambda a, shifts, dims: np.roll(a, shifts, axis=dims),
+    infer=_roll_infer,
+    vjp=lambda g, out, x, at, needs: (g.roll(tuple(-s for s in at["shifts"]), at["dims"]),),
+    attrs=("shifts", "dims"),
+    doc="shift elements cyclically along dims (None: over the flattened tensor)",
+    template="np.roll({{ x[0] }}, {{ a.shifts }}, axis={{ a.dims }})"))
+
+
+def _repeat_infer(x, sizes):
+    lead = len(sizes) - len(x.shape)
+    if lead < 0 or any(s < 0 for s in sizes):
+        raise ValueError(f"sizes {list(sizes)} must be non-negative and at least as many as "
+                         f"the {len(x.shape)} dimensions")
+    padded = (1,) * lead + tuple(x.shape)
+    return tuple(s * d for s, d in zip(sizes, padded, strict=True)), np.dtype(x.dtype)
+
+
+def _repeat_vjp(g, out, x, at, needs):
+    sizes = at["sizes"]
+    shape = tuple(x[0].shape)
+    padded = (1,) * (len(sizes) - len(shape)) + shape
+    split = tuple(v for pair in zip(sizes, padded, strict=True) for v in pair)
+    summed = g.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
+    return (summed.reshape(shape),)
+
+
+REPEAT = register(OpDef(
+    name="repeat", kind="other", impl=lambda a, sizes: np.tile(a, sizes),
+    infer=_repeat_infer, vjp=_repeat_vjp, attrs=("sizes",),
+    doc="tile the tensor sizes[i] times along dimension i (PyTorch's repeat, numpy's tile); "
+        "the gradient sums the tiles",
+    template="np.tile({{ x[0] }}, {{ a.sizes }})"))
+
+
+def _triangle_infer(x, diagonal):
+    if len(x.shape) < 2:
+        raise ValueError(f"needs at least 2 dimensions, got {len(x.shape)}")
+    return tuple(x.shape), np.dtype(x.dtype)
+
+
+TRIL = register(OpDef(
+    name="tril", kind="other", impl=lambda a, diagonal: np.tril(a, diagonal),
+    infer=_triangle_infer,
+    vjp=lambda g, out, x, at, needs: (g.tril(at["diagonal"]),),
+    attrs=("diagonal",), doc="the lower triangle of the last two dimensions (the rest zeroed)",
+    template="np.tril({{ x[0] }}, {{ a.diagonal }})"))
+
+TRIU = register(OpDef(
+    name="triu", kind="other", impl=lambda a, diagonal: np.triu(a, diagonal),
+    infer=_triangle_infer,
+    vjp=lambda g, out, x, at, needs: (g.triu(at["diagonal"]),),
+    attrs=("diagonal",), doc="the upper triangle of the last two dimensions (the rest zeroed)",
+    template="np.triu({{ x[0] }}, {{ a.diagonal }})"))
+
+
+# --- padding -----------------------------------------------------------------------------------
+
+def _pad_infer(x, widths, value):
+    if len(widths) != len(x.shape) or any(b < 0 or e < 0 for b, e in widths):
+        raise ValueError(f"pad widths {list(widths)} must be one non-negative (before, after) "
+                         f"pair per dimension of {len(x.shape)}")
+    return tuple(d + b + e for d, (b, e) in zip(x.shape, widths, strict=True)), \
+        np.dtype(x.dtype)
+
+
+PAD = register(OpDef(
+    name="pad", kind="other",
+    impl=lambda a, widths, value: np.pad(a, widths, constant_values=value),
+    infer=_pad_infer,
+    vjp=lambda g, out, x, at, needs: (g.getitem(tuple(
+        slice(b, b + d) for d, (b, _) in zip(x[0].shape, at["widths"], strict=True))),),
+    attrs=("widths", "value"),
+    doc="constant padding: widths holds a (before, after) pair per dimension; the gradient "
+        "is the slice that held the input",
+    template="np.pad({{ x[0] }}, {{ a.widths }}, constant_values={{ a.value }})"))
+
+
+# --- gather and scatter_add (index tensors are inputs) -----------------------------------------
+
+def _check_index_dtype(index):
+    if np.dtype(index.dtype).kind not in "iu":
+        raise TypeError(f"index must be an integer tensor, got {index.dtype}")
+
+
+def _gather_infer(x, index, dim):
+    _check_index_dtype(index)
+    xs, ixs = tuple(x.shape), tuple(index.shape)
+    if len(ixs) != len(xs):
+        raise ValueError(f"index {list(ixs)} and input {list(xs)} differ in the number of "
+                         f"dimensions")
+    if any(i > d for k, (i, d) in enumerate(zip(ixs, xs, strict=True)) if k != dim):
+        raise ValueError(f"index {list(ixs)} is larger than input {list(xs)} outside "
+                         f"dimension {dim}")
+    return ixs, np.dtype(x.dtype)
+
+
+def _check_bounds(index, size, dim):
+    if index.size:
+        low, high = index.min(), index.max()
+        if low < 0 or high >= size:
+            bad = low if low < 0 else high
+            raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
+
+
+def _grid(index, dim):
+    """The full index tuple that puts ``index`` along ``dim`` (open ranges elsewhere)."""
+    n = index.ndim
+    return tuple(index if k == dim else
+                 np.arange(s).reshape((1,) * k + (s,) + (1,) * (n - k - 1))
+                 for k, s in enumerate(index.shape))
+
+
+def _gather_impl(a, index, dim):
+    _gather_infer(a, index, dim)  # the shape rule's checks, eagerly too
+    _check_bounds(index, a.shape[dim], dim)
+    if index.ndim == 0:
+        return a.copy()
+    return a[_grid(index, dim)]
+
+
+def _gather_vjp(g, out, x, at, needs):
+    dim = at["dim"]
+    zeros = g._coerce(0.0).broadcast_to(tuple(x[0].shape))
+    return zeros.scatter_add(dim, x[1], g), None
+
+
+GATHER = register(OpDef(
+    name="gather", kind="other", impl=_gather_impl, infer=_gather_infer, vjp=_gather_vjp,
+    save_inputs=True, attrs=("dim",),
+    doc="out[i][j][k] = x[index[i][j][k]][j][k] (dim=0), PyTorch's gather; the index tensor is "
+        "input %1 (read anew by each compiled call)"))
+
+
+def _scatter_add_infer(x, index, src, dim):
+    _check_index_dtype(index)
+    if np.dtype(src.dtype) != np.dtype(x.dtype):
+        raise TypeError(f"src dtype {src.dtype} differs from the tensor's {x.dtype}")
+    xs, ixs, ss = tuple(x.shape), tuple(index.shape), tuple(src.shape)
+    if not len(xs) == len(ixs) == len(ss):
+        raise ValueError(f"index {list(ixs)}, src {list(ss)} and tensor {list(xs)} differ in "
+                         f"the number of dimensions")
+    if any(i > s or (k != dim and i > d)
+           for k, (i, s, d) in enumerate(zip(ixs, ss, xs, strict=True))):
+        raise ValueError(f"index {list(ixs)} must fit in src {list(ss)}, and in the tensor "
+                         f"{list(xs)} outside dimension {dim}")
+    return xs, np.dtype(x.dtype)
+
+
+def _scatter_add_impl(a, index, src, dim):
+    _scatter_add_infer(a, index, src, dim)  # the shape rule's checks, eagerly too
+    _check_bounds(index, a.shape[dim], dim)
+    out = np.array(a, order="C", copy=True)
+    if index.ndim == 0:
+        out += src
+        return out
+    if src.shape != index.shape:
+        src = src[tuple(slice(0, s) for s in index.shape)]
+    np.add.at(out, _grid(index, dim), src)
+    return out
+
+
+def _scatter_add_vjp(g, out, x, at, needs):
+    dim, index, src = at["dim"], x[1], x[2]
+    gsrc = None
+    if needs[2]:
+        gsrc = g.gather(dim, index)
+        if tuple(index.shape) != tuple(src.shape):
+            gsrc = gsrc.unslice(tuple(src.shape), tuple(slice(0, s) for s in index.shape))
+    return (g if needs[0] else None), None, gsrc
+
+
+SCATTER_ADD = register(OpDef(
+    name="scatter_add", kind="other", impl=_scatter_add_impl, infer=_scatter_add_infer,
+    vjp=_scatter_add_vjp, save_inputs=True, attrs=("dim",),
+    doc="a copy of x with src added at index along dim (PyTorch's scatter_add; repeats "
+        "accumulate); the index tensor is input %1"))
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    """An int or a sequence of ints as a tuple of Python ints."""
+    if isinstance(values, int | np.integer):
+        return (int(values),)
+    return tuple(int(v) for v in values)
+
+
+def _views_as(data: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether numpy can give ``data`` in ``shape`` without copying (PyTorch's view rule)."""
+    if data.flags.c_contiguous:
+        return True
+    try:
+        np.reshape(data, shape, copy=False)
+    except ValueError:
+        return False
+    return True
+
+
 _SWAP_2D = {"axes": (1, 0)}
 
 
@@ -197,26 +433,37 @@ class ShapeMethods(OpBase):
 
     # --- shapes --------------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Any:
-        """Same elements in ``shape`` (one ``-1`` allowed)."""
+        """Same elements in ``shape`` (one ``-1`` allowed): a view, or a copy when the values
+        are not laid out so that numpy can view them (the copy has its own version counter)."""
         if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
             shape = tuple(shape[0])
         if -1 in shape or math.prod(shape) != math.prod(self.shape):
             shape = resolve_shape("reshape", self, shape)
-        if shape == tuple(self.shape):
-            return self
+        return self._reshape_to(tuple(shape))
+
+    def _reshape_to(self, shape: tuple[int, ...]) -> Any:
+        data = getattr(self, "_data", None)  # eager tensors know their memory layout
+        if data is not None and not _views_as(data, shape):
+            return self._apply(CONTIGUOUS, (self,), {})._reshape_to(shape)
         return self._apply(RESHAPE, (self,), {"shape": shape})
 
-    def view(self, shape: Sequence[int]) -> Any:
-        """The seed's ``view(&shape)``: same element count, ``-1`` allowed."""
-        shape = resolve_shape("view", self, shape if not isinstance(shape, int) else (shape,))
-        return self.reshape(shape)
+    def view(self, *shape: Any) -> Any:
+        """The same memory in ``shape`` (``-1`` allowed); like PyTorch, it raises when the
+        values are not laid out so that a view is possible (use ``reshape``, which copies)."""
+        if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
+            shape = tuple(shape[0])
+        shape = resolve_shape("view", self, shape)
+        data = getattr(self, "_data", None)
+        if data is not None and not _views_as(data, shape):
+            raise shape_error("view", f"cannot view {list(self.shape)} as {list(shape)} without "
+                                      f"copying: the values are not contiguous in memory (a "
+                                      f"transpose, permute or strided slice); use reshape(), "
+                                      f"which copies, or contiguous() first", self)
+        return self._apply(RESHAPE, (self,), {"shape": shape})
 
     def broadcast_to(self, shape: Sequence[int]) -> Any:
-        """Broadcast to ``shape``."""
-        shape = tuple(shape)
-        if shape == tuple(self.shape):
-            return self
-        return self._apply(BROADCAST_TO, (self,), {"shape": shape})
+        """Broadcast to ``shape`` (a read-only view)."""
+        return self._apply(BROADCAST_TO, (self,), {"shape": tuple(shape)})
 
     def detach(self) -> Any:
         """The same values with no gradient (a view: in-place updates show in both)."""
@@ -261,3 +508,202 @@ class ShapeMethods(OpBase):
             raise shape_error("one_hot", f"labels must be integers, got {self.dtype}", self)
         return self._apply(ONE_HOT, (self,),
                            {"num_classes": int(num_classes), "dtype": np.dtype(dtype)})
+
+    # --- PyTorch's shape methods ---------------------------------------------------------------
+    def _dim(self, op: str, dim: Any, ndim: int | None = None) -> int:
+        """``dim`` as a non-negative int (a 0-d tensor takes 0 and -1, as in PyTorch)."""
+        n = len(self.shape) if ndim is None else ndim
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+            raise shape_error(op, f"dim must be an int, got {dim!r}", self)
+        if not -max(n, 1) <= int(dim) < max(n, 1):
+            raise shape_error(op, f"dim {dim} is out of range for {n} dimensions", self)
+        return int(dim) % max(n, 1)
+
+    def _dims(self, op: str, dims: Any) -> tuple[int, ...]:
+        dims = _ints(dims)
+        out = tuple(self._dim(op, d) for d in dims)
+        if len(set(out)) != len(out):
+            raise shape_error(op, f"dims {list(dims)} repeat a dimension", self)
+        return out
+
+    def squeeze(self, dim: Any = None) -> Any:
+        """Remove dimensions of size 1: all of them (``dim=None``) or those of ``dim`` (an int or
+        a tuple) that have size 1 (others stay, as in PyTorch)."""
+        shape = tuple(self.shape)
+        if dim is None:
+            new = tuple(d for d in shape if d != 1)
+        else:
+            axes = set(self._dims("squeeze", dim))
+            new = tuple(d for i, d in enumerate(shape) if not (i in axes and d == 1))
+        return self._reshape_to(new)
+
+    def unsqueeze(self, dim: int) -> Any:
+        """Insert a dimension of size 1 at ``dim`` (``-1``: last)."""
+        d = self._dim("unsqueeze", dim, len(self.shape) + 1)
+        shape = tuple(self.shape)
+        return self._reshape_to(shape[:d] + (1,) + shape[d:])
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Any:
+        """Join dimensions ``start_dim..end_dim`` into one (a 0-d tensor becomes ``[1]``)."""
+        shape = tuple(self.shape)
+        if not shape:
+            return self._reshape_to((1,))
+        s, e = self._dim("flatten", start_dim), self._dim("flatten", end_dim)
+        if s > e:
+            raise shape_error("flatten", f"start_dim {start_dim} comes after end_dim {end_dim}",
+                              self)
+        return self._reshape_to(shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+
+    def permute(self, *dims: Any) -> Any:
+        """Reorder the dimensions: ``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``."""
+        perm = self._dims("permute", dims[0] if len(dims) == 1 else dims)
+        if len(perm) != len(self.shape):
+            raise shape_error("permute", f"dims {list(perm)} are not a permutation of "
+                                         f"{len(self.shape)} dimensions", self)
+        return self._apply(TRANSPOSE, (self,), {"axes": perm})
+
+    def expand(self, *sizes: Any) -> Any:
+        """A broadcast view of ``sizes`` (``-1`` keeps a size; new dimensions lead)."""
+        sizes = _ints(sizes[0] if len(sizes) == 1 else sizes)
+        shape = tuple(self.shape)
+        lead = len(sizes) - len(shape)
+        if lead < 0:
+            raise shape_error("expand", f"sizes {list(sizes)} have fewer dimensions than the "
+                                        f"tensor", self)
+        new = []
+        for i, s in enumerate(sizes):
+            old = shape[i - lead] if i >= lead else None
+            if s == -1 and old is not None:
+                s = old
+            if s < 0 or (old is not None and old != 1 and old != s):
+                raise shape_error("expand", f"cannot expand {list(shape)} to {list(sizes)} "
+                                            f"(dimension {i})", self)
+            new.append(s)
+        return self._apply(BROADCAST_TO, (self,), {"shape": tuple(new)})
+
+    def repeat(self, *sizes: Any) -> Any:
+        """Tile the tensor ``sizes[i]`` times along dimension ``i`` (PyTorch's ``repeat``,
+        numpy's ``tile``; extra leading sizes add dimensions)."""
+        sizes = _ints(sizes[0] if len(sizes) == 1 else sizes)
+        if len(sizes) < len(self.shape) or any(s < 0 for s in sizes):
+            raise shape_error("repeat", f"sizes {list(sizes)} must be non-negative and at least "
+                                        f"as many as the dimensions", self)
+        return self._apply(REPEAT, (self,), {"sizes": sizes})
+
+    def flip(self, *dims: Any) -> Any:
+        """Reverse the order along ``dims`` (a copy, as in PyTorch)."""
+        return self._apply(FLIP, (self,),
+                           {"dims": self._dims("flip", dims[0] if len(dims) == 1 else dims)})
+
+    def roll(self, shifts: Any, dims: Any = None) -> Any:
+        """Shift elements cyclically by ``shifts`` along ``dims`` (None: over the flattened
+        tensor, shape kept)."""
+        shifts = _ints(shifts)
+        if dims is None:
+            if len(shifts) != 1:
+                raise shape_error("roll", "without dims, shifts must be one number", self)
+            return self._apply(ROLL, (self,), {"shifts": shifts, "dims": None})
+        dims = self._dims("roll", dims)
+        if len(shifts) != len(dims):
+            raise shape_error("roll", f"shifts {list(shifts)} and dims {list(dims)} differ in "
+                                      f"length", self)
+        return self._apply(ROLL, (self,), {"shifts": shifts, "dims": dims})
+
+    def _slice_along(self, d: int, start: int, stop: int) -> Any:
+        return self.getitem((slice(None),) * d + (slice(start, stop),))
+
+    def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple:
+        """Views of consecutive pieces along ``dim``: of ``split_size`` each (the last may be
+        smaller), or of the listed section sizes."""
+        d = self._dim("split", dim)
+        n = tuple(self.shape)[d] if self.shape else 1
+        sizes = split_size_or_sections
+        if isinstance(sizes, int | np.integer):
+            size = int(sizes)
+            if size < 0 or (size == 0 and n):
+                raise shape_error("split", f"split_size must be positive, got {size}", self)
+            starts = list(range(0, n, size)) or [0]
+            return tuple(self._slice_along(d, a, min(a + size, n)) for a in starts)
+        sizes = _ints(sizes)
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise shape_error("split", f"sections {list(sizes)} do not add up to {n} (the size "
+                                       f"of dimension {d})", self)
+        bounds = np.cumsum((0,) + sizes).tolist()
+        return tuple(self._slice_along(d, a, b) for a, b in itertools.pairwise(bounds))
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        """At most ``chunks`` views along ``dim``, each ``ceil(size / chunks)`` long (the last
+        may be shorter; fewer chunks when they run out), as in PyTorch."""
+        if int(chunks) <= 0:
+            raise shape_error("chunk", f"chunks must be positive, got {chunks}", self)
+        d = self._dim("chunk", dim)
+        n = tuple(self.shape)[d] if self.shape else 1
+        if n == 0:
+            return tuple(self._slice_along(d, 0, 0) for _ in range(int(chunks)))
+        return self.split(-(-n // int(chunks)), d)
+
+    def masked_fill(self, mask: Any, value: Any) -> Any:
+        """``value`` where ``mask`` (a bool tensor or array broadcasting to this shape) is true,
+        these values elsewhere; no gradient flows to the filled places."""
+        if not isinstance(mask, OpBase):
+            mask = self._coerce(np.asarray(mask))
+        if np.dtype(mask.dtype) != np.bool_:
+            raise DTypeError(with_location(f"masked_fill: the mask must be bool, got "
+                                           f"{describe(mask)}"))
+        try:
+            ok = np.broadcast_shapes(tuple(mask.shape), tuple(self.shape)) == tuple(self.shape)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise shape_error("masked_fill", f"mask {list(mask.shape)} does not broadcast to "
+                                             f"{list(self.shape)}", self, mask)
+        if not isinstance(value, OpBase):
+            value = self._coerce(value if isinstance(value, bool | int | float)
+                                 else np.asarray(value))
+        if tuple(value.shape):
+            raise shape_error("masked_fill", "value must be a number or a 0-d tensor", self,
+                              value)
+        if np.dtype(value.dtype) != np.dtype(self.dtype):
+            value = value.astype(self.dtype)
+        return mask.select(value, self)
+
+    def tril(self, diagonal: int = 0) -> Any:
+        """The lower triangle (at and below ``diagonal``) of the last two dimensions."""
+        if len(self.shape) < 2:
+            raise shape_error("tril", "needs at least 2 dimensions", self)
+        return self._apply(TRIL, (self,), {"diagonal": int(diagonal)})
+
+    def triu(self, diagonal: int = 0) -> Any:
+        """The upper triangle (at and above ``diagonal``) of the last two dimensions."""
+        if len(self.shape) < 2:
+            raise shape_error("triu", "needs at least 2 dimensions", self)
+        return self._apply(TRIU, (self,), {"diagonal": int(diagonal)})
+
+    def _index_input(self, op: str, index: Any) -> Any:
+        if not isinstance(index, OpBase):
+            index = self._coerce(np.asarray(index))
+        if np.dtype(index.dtype).kind not in "iu":
+            raise DTypeError(with_location(f"{op}: index must be an integer tensor, got "
+                                           f"{describe(index)}"))
+        return index
+
+    def gather(self, dim: int, index: Any) -> Any:
+        """``out[i][j][k] = self[index[i][j][k]][j][k]`` for ``dim=0`` (PyTorch's gather);
+        ``index`` (a tensor or integer array) is an input, read anew by each compiled call."""
+        index = self._index_input("gather", index)
+        return self._apply(GATHER, (self, index), {"dim": self._dim("gather", dim)})
+
+    def scatter_add(self, dim: int, index: Any, src: Any) -> Any:
+        """A copy of this tensor with ``src`` added at ``index`` along ``dim`` (PyTorch's
+        scatter_add: ``out[index[i][j]][j] += src[i][j]`` for ``dim=0``; repeats add up)."""
+        index = self._index_input("scatter_add", index)
+        if not isinstance(src, OpBase):
+            src = self._coerce(np.asarray(src, dtype=self.dtype))
+        return self._apply(SCATTER_ADD, (self, index, src), {"dim": self._dim("scatter_add", dim)})
+
+    def contiguous(self) -> Any:
+        """This tensor when its values are C-ordered in memory, else a C-ordered copy."""
+        data = getattr(self, "_data", None)
+        if data is None or data.flags.c_contiguous:
+            return self
+        return self._apply(CONTIGUOUS, (self,), {})
