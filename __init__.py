@@ -14,6 +14,7 @@ from .errors import (
 )
 from .jit import compile  # noqa: A004
 from .runtime import (
+    Generator,
     Tensor,
     arange,
     cat,
@@ -29,11 +30,13 @@ from .runtime import (
     grad,
     is_grad_enabled,
     linspace,
+    manual_seed,
     maximum,
     minimum,
     no_grad,
     ones,
     ones_like,
+    rand,
     randn,
     stack,
     trace,
@@ -45,9 +48,9 @@ from .runtime import (
 
 __version__ = "0.1.0"
 
-__all__ = ["AnomalyError", "AprenderError", "DTypeError", "GraphError", "ShapeError",
+__all__ = ["AnomalyError", "AprenderError", "DTypeError", "Generator", "GraphError", "ShapeError",
            "StateDictError", "Tensor", "arange", "autograd", "cat", "clear_grad", "clear_graph",
            "compile", "concat", "data", "detect_anomaly", "einsum", "enable_grad", "eye", "full",
-           "get_grad", "grad", "ir", "is_grad_enabled", "linspace", "maximum", "minimum", "nn",
-           "no_grad", "ones", "ones_like", "optim", "randn", "stack", "trace", "uniform", "where",
-           "zeros", "zeros_like"]
+           "get_grad", "grad", "ir", "is_grad_enabled", "linspace", "manual_seed", "maximum",
+           "minimum", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randn", "stack",
+           "trace", "uniform", "where", "zeros", "zeros_like"]
