@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from ..ir.ops.rules import pick_alias
 from ..runtime import Tensor
 from ..runtime.factories import Seed, generator
 from .module import Module
 
-__all__ = ["GELU", "MLP", "LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["ELU", "GELU", "MLP", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "ReLU", "SiLU",
+           "Sigmoid", "Softmax", "Softplus", "Tanh"]
 
 
 class Linear(Module):
@@ -34,20 +36,37 @@ class Linear(Module):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
 
 
+class Identity(Module):
+    """Returns its input (PyTorch's ``nn.Identity``; any constructor arguments are ignored)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
 
 
 class LeakyReLU(Module):
-    def __init__(self, slope: float = 0.01) -> None:
-        self.slope = slope
+    """``x`` where positive, ``negative_slope * x`` elsewhere (``slope=`` is the seed's name)."""
+
+    def __init__(self, negative_slope: float | None = None, *, slope: float | None = None) -> None:
+        self.slope = pick_alias("LeakyReLU", "negative_slope", negative_slope, "slope", slope,
+                                0.01)
+
+    @property
+    def negative_slope(self) -> float:
+        return self.slope
 
     def forward(self, x: Tensor) -> Tensor:
         return x.leaky_relu(self.slope)
 
     def extra_repr(self) -> str:
-        return f"slope={self.slope}"
+        return f"negative_slope={self.slope}"
 
 
 class Sigmoid(Module):
@@ -61,16 +80,86 @@ class Tanh(Module):
 
 
 class GELU(Module):
+    """GELU. ``approximate="tanh"`` (the default here, the seed's and ``x.gelu()``'s) or
+    ``"none"`` (the exact erf form, PyTorch's default: pass it to match ``torch.nn.GELU()``)."""
+
+    def __init__(self, approximate: str = "tanh") -> None:
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
     def forward(self, x: Tensor) -> Tensor:
-        return x.gelu()
+        return x.gelu(approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(Module):
+    """``x * sigmoid(x)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.silu()
+
+
+class ELU(Module):
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.elu(self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Softplus(Module):
+    """``log(1 + exp(beta x)) / beta``, linear (``x``) where ``beta x > threshold``."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.softplus(self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
 
 
 class Softmax(Module):
-    def __init__(self, axis: int = -1) -> None:
-        self.axis = axis
+    """Softmax along ``dim`` (``axis=`` is the seed's name; default -1)."""
+
+    def __init__(self, dim: int | None = None, *, axis: int | None = None) -> None:
+        self.axis = pick_alias("Softmax", "dim", dim, "axis", axis, -1)
+
+    @property
+    def dim(self) -> int:
+        return self.axis
 
     def forward(self, x: Tensor) -> Tensor:
         return x.softmax(self.axis)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.axis}"
+
+
+class LogSoftmax(Module):
+    """Log-softmax along ``dim`` (default -1)."""
+
+    def __init__(self, dim: int | None = None, *, axis: int | None = None) -> None:
+        self.axis = pick_alias("LogSoftmax", "dim", dim, "axis", axis, -1)
+
+    @property
+    def dim(self) -> int:
+        return self.axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.log_softmax(self.axis)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.axis}"
 
 
 class MLP(Module):

@@ -33,19 +33,41 @@ def elementwise_infer(impl: Callable[..., Any]) -> Callable[..., tuple]:
 
 
 def normalize_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
-    """Axes as a sorted tuple of non-negative ints (None stays None: every axis)."""
+    """Axes as a sorted tuple of non-negative ints (None stays None: every axis).
+
+    A 0-d value takes axis 0 or -1, as in PyTorch; both name its only (implicit) element, so
+    they normalize to ``()`` (numpy's "no axis": reducing a 0-d value over nothing or over
+    everything is the same)."""
     if axis is None:
         return None
     axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    if ndim == 0:
+        for a in axes:
+            if int(a) not in (0, -1):
+                raise ValueError(f"axis {int(a)} is out of range for 0 dimensions (a 0-d "
+                                 f"value takes axis 0 or -1)")
+        return ()
     out = []
     for a in axes:
         a = int(a)
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for {ndim} dimensions")
-        out.append(a % ndim if ndim else 0)
+        out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {axes}")
     return tuple(sorted(out))
+
+
+def pick_alias(op: str, name: str, value: Any, alias: str, alias_value: Any,
+               default: Any) -> Any:
+    """``value`` or its PyTorch alias (``axis``/``dim``, ``keepdims``/``keepdim``); a
+    ShapeError when both are given and differ; ``default`` when neither is given."""
+    if alias_value is None:
+        return default if value is None else value
+    if value is not None and value != alias_value:
+        raise ShapeError(with_location(f"{op}: got {name}={value!r} and {alias}="
+                                       f"{alias_value!r}; pass one of them"))
+    return alias_value
 
 
 def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None,
