@@ -1,4 +1,5 @@
-"""Loss functions (PyTorch's defaults: mean reduction), functional and as modules."""
+"""Loss modules under PyTorch's names and arguments, the functional losses, and the seed's
+``cross_entropy`` (``label_smoothing`` third, no index ignored unless asked)."""
 
 from __future__ import annotations
 
@@ -6,123 +7,160 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, describe, with_location
 from ..runtime import Tensor
+from . import functional as F
+from .functional.losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    huber_loss,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
+from .functional.sparse import one_hot as _one_hot
 from .module import Module
 
-__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss",
-           "binary_cross_entropy_with_logits", "cross_entropy", "l1_loss", "mse_loss", "nll_loss",
-           "one_hot"]
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss", "MSELoss",
+           "NLLLoss", "SmoothL1Loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "cross_entropy", "huber_loss", "l1_loss", "mse_loss", "nll_loss", "one_hot",
+           "smooth_l1_loss"]
 
 
-def _target(pred: Tensor, target: Any, op: str) -> Tensor:
-    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, pred.dtype))
-    if target.shape != pred.shape:
-        raise ShapeError(with_location(f"{op}: input {describe(pred)} and target "
-                                       f"{describe(target)} differ in shape"))
-    return target
-
-
-def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Mean squared error."""
-    diff = pred.sub(_target(pred, target, "mse_loss"))
-    return _reduce(diff.mul(diff), reduction, "mse_loss")
-
-
-def l1_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Mean absolute error."""
-    return _reduce(pred.sub(_target(pred, target, "l1_loss")).abs(), reduction, "l1_loss")
-
-
-def one_hot(labels: Any, num_classes: int, dtype: Any = np.float32) -> Tensor:
-    """Integer labels ``[...]`` as one-hot rows ``[..., num_classes]`` (the ``one_hot`` op)."""
-    labels = labels if isinstance(labels, Tensor) else Tensor(np.asarray(labels))
-    return labels.one_hot(num_classes, dtype)
-
-
-def _class_targets(log_probs: Tensor, labels: Any, op: str, smoothing: float = 0.0) -> Tensor:
-    if not isinstance(labels, Tensor):
-        labels = np.asarray(labels)
-        if labels.dtype.kind not in "iu":
-            raise DTypeError(with_location(f"{op}: labels must be integers, got {labels.dtype}"))
-    if log_probs.ndim != 2 or tuple(labels.shape) != tuple(log_probs.shape[:1]):
-        raise ShapeError(with_location(f"{op}: needs logits [N, C] and labels [N], got "
-                                       f"{describe(log_probs)} and {describe(labels)}"))
-    targets = one_hot(labels, log_probs.shape[1], log_probs.dtype)
-    if smoothing:
-        targets = targets.mul(1.0 - smoothing).add(smoothing / log_probs.shape[1])
-    return targets
-
-
-def nll_loss(log_probs: Tensor, labels: Any, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of integer ``labels`` under ``log_probs`` ``[N, C]``."""
-    targets = _class_targets(log_probs, labels, "nll_loss")
-    return _reduce(log_probs.mul(targets).sum(1).neg(), reduction, "nll_loss")
+def one_hot(labels: Any, num_classes: int = -1, dtype: Any = None) -> Tensor:
+    """``F.one_hot`` (int64 rows, as PyTorch), cast to ``dtype`` when given (the seed's third
+    argument: ``one_hot(labels, 3, np.float32)``)."""
+    rows = _one_hot(labels, num_classes)
+    return rows if dtype is None else rows.astype(dtype)
 
 
 def cross_entropy(logits: Tensor, labels: Any, label_smoothing: float = 0.0,
-                  reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of ``logits`` ``[N, C]`` and integer ``labels`` ``[N]``.
-
-    Uses a stable log-softmax, so extreme logits give no nan; the gradient is exactly
-    ``(softmax - target) / N``. ``label_smoothing`` mixes the one-hot target with uniform.
-    """
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
-                         f"{label_smoothing}")
-    targets = _class_targets(logits, labels, "cross_entropy", label_smoothing)
-    return _reduce(logits.cross_entropy_rows(targets), reduction, "cross_entropy")
+                  reduction: str = "mean", *, weight: Any = None,
+                  ignore_index: int | None = None) -> Tensor:
+    """The seed's softmax cross-entropy: ``F.cross_entropy`` with ``label_smoothing`` as the
+    third argument and no ignored index unless ``ignore_index`` is given (every label must be
+    a class). Stable for extreme logits; the gradient is exactly ``(softmax - target) / N``."""
+    return F.cross_entropy(logits, labels, weight, ignore_index=ignore_index,
+                           reduction=reduction, label_smoothing=label_smoothing)
 
 
-def binary_cross_entropy_with_logits(logits: Tensor, targets: Any,
-                                     reduction: str = "mean") -> Tensor:
-    """Sigmoid + binary cross-entropy in one stable expression: ``softplus(x) - x * y``."""
-    y = _target(logits, targets, "binary_cross_entropy_with_logits")
-    return _reduce(logits.softplus().sub(logits.mul(y)), reduction,
-                   "binary_cross_entropy_with_logits")
+def _as_buffer(value: Any) -> Tensor | None:
+    if value is None or isinstance(value, Tensor):
+        return value
+    return Tensor(np.asarray(value))
 
 
 class _Loss(Module):
-    def __init__(self, reduction: str = "mean") -> None:
+    """PyTorch's loss base: ``reduction`` (or the deprecated ``size_average``/``reduce``); a
+    string first argument is the reduction (the seed's ``MSELoss("sum")``)."""
+
+    def __init__(self, size_average: bool | None = None, reduce: bool | None = None,
+                 reduction: str = "mean") -> None:
+        if isinstance(size_average, str):  # the seed's MSELoss("sum"): the reduction first
+            size_average, reduction = None, size_average
+        if size_average is not None or reduce is not None:
+            size_average = True if size_average is None else size_average
+            reduction = "none" if reduce is False else "mean" if size_average else "sum"
         self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
+
+
+class _WeightedLoss(_Loss):
+    def __init__(self, weight: Any = None, size_average: bool | None = None,
+                 reduce: bool | None = None, reduction: str = "mean") -> None:
+        if isinstance(weight, str):  # the seed's NLLLoss("sum"): the reduction first
+            weight, reduction = None, weight
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", _as_buffer(weight))
 
 
 class MSELoss(_Loss):
-    def forward(self, pred: Tensor, target: Any) -> Tensor:
-        return mse_loss(pred, target, self.reduction)
+    """``F.mse_loss`` as a module."""
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002 - torch's name
+        return mse_loss(input, target, reduction=self.reduction)
 
 
 class L1Loss(_Loss):
-    def forward(self, pred: Tensor, target: Any) -> Tensor:
-        return l1_loss(pred, target, self.reduction)
+    """``F.l1_loss`` as a module."""
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+        return l1_loss(input, target, reduction=self.reduction)
 
 
-class NLLLoss(_Loss):
-    def forward(self, log_probs: Tensor, labels: Any) -> Tensor:
-        return nll_loss(log_probs, labels, self.reduction)
+class SmoothL1Loss(_Loss):
+    """``F.smooth_l1_loss`` as a module."""
+
+    def __init__(self, size_average: bool | None = None, reduce: bool | None = None,
+                 reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.beta = beta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+        return smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
 
 
-class CrossEntropyLoss(_Loss):
-    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
-        super().__init__(reduction)
+class HuberLoss(_Loss):
+    """``F.huber_loss`` as a module."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction=reduction)
+        self.delta = delta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+        return huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class NLLLoss(_WeightedLoss):
+    """``F.nll_loss`` as a module; ``weight`` is a buffer (in the state dict)."""
+
+    def __init__(self, weight: Any = None, size_average: bool | None = None,
+                 ignore_index: int = -100, reduce: bool | None = None,
+                 reduction: str = "mean") -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+        return nll_loss(input, target, self.weight, ignore_index=self.ignore_index,
+                        reduction=self.reduction)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """``F.cross_entropy`` as a module; ``weight`` is a buffer (in the state dict)."""
+
+    def __init__(self, weight: Any = None, size_average: bool | None = None,
+                 ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean",
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 
-    def forward(self, logits: Tensor, labels: Any) -> Tensor:
-        return cross_entropy(logits, labels, self.label_smoothing, self.reduction)
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class BCELoss(_WeightedLoss):
+    """``F.binary_cross_entropy`` as a module; ``weight`` is a buffer."""
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
 
 
 class BCEWithLogitsLoss(_Loss):
-    def forward(self, logits: Tensor, targets: Any) -> Tensor:
-        return binary_cross_entropy_with_logits(logits, targets, self.reduction)
+    """``F.binary_cross_entropy_with_logits`` as a module; ``weight`` and ``pos_weight`` are
+    buffers."""
+
+    def __init__(self, weight: Any = None, size_average: bool | None = None,
+                 reduce: bool | None = None, reduction: str = "mean",
+                 pos_weight: Any = None) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", _as_buffer(weight))
+        self.register_buffer("pos_weight", _as_buffer(pos_weight))
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+        return binary_cross_entropy_with_logits(input, target, self.weight,
+                                                reduction=self.reduction,
+                                                pos_weight=self.pos_weight)

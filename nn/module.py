@@ -17,7 +17,9 @@ class Module:
 
     Parameters are the leaf tensors that require grad, found in attributes and (recursively) in
     sub-modules and lists, tuples and dicts of them; names are dotted paths (``fc1.weight``,
-    ``layers.0.bias``). ``__call__`` runs ``forward``.
+    ``layers.0.bias``). Buffers are tensors registered with ``register_buffer`` (BatchNorm's
+    running statistics): they are saved in the state dict and loaded in place, but they are not
+    parameters. ``__call__`` runs ``forward``.
     """
 
     training: bool = True
@@ -28,33 +30,72 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    # --- buffers -------------------------------------------------------------------------------
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Make attribute ``name`` a buffer holding ``tensor`` (or None: no buffer yet), as in
+        PyTorch: a tensor of the module's state that is not a parameter (running statistics,
+        counters). Persistent buffers are saved by ``state_dict`` and restored in place by
+        ``load_state_dict``; ``parameters()`` never lists a buffer."""
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise KeyError(f"register_buffer: {name!r} is not a public attribute name")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name} must be a Tensor or None, got "
+                            f"{type(tensor).__name__}")
+        self.__dict__.setdefault("_buffers", {})[name] = bool(persistent)
+        setattr(self, name, tensor)
+
+    def _buffer_names(self) -> dict[str, bool]:
+        """Names of this module's own buffers -> whether each is persistent."""
+        return self.__dict__.get("_buffers", {})
+
     # --- discovery -----------------------------------------------------------------------------
     def _children(self) -> Iterator[tuple[str, Any]]:
         for name, value in vars(self).items():
             if not name.startswith("_"):
                 yield name, value
 
-    def _walk(self, prefix: str, value: Any, seen: set[int]) -> Iterator[tuple[str, Any]]:
+    def _walk(self, prefix: str, value: Any, seen: set[int],
+              kind: str = "parameter") -> Iterator[tuple[str, Any]]:
+        """``(dotted name, tensor)`` for the parameters (``kind="parameter"``), the buffers
+        (``"buffer"``, ``"persistent"``: those the state dict holds) or both (``"state"``: the
+        parameters and persistent buffers, in attribute order), each tensor once."""
         if isinstance(value, Tensor):
-            if value.is_leaf() and value.requires_grad_enabled() and id(value) not in seen:
+            if kind in ("parameter", "state") and value.is_leaf() and \
+                    value.requires_grad_enabled() and id(value) not in seen:
                 seen.add(id(value))
                 yield prefix, value
         elif isinstance(value, Module):
             if id(value) in seen:
                 return
             seen.add(id(value))
+            buffers = value._buffer_names()
             for name, child in value._children():
-                yield from self._walk(f"{prefix}.{name}" if prefix else name, child, seen)
+                path = f"{prefix}.{name}" if prefix else name
+                if name not in buffers:
+                    yield from self._walk(path, child, seen, kind)
+                elif isinstance(child, Tensor) and id(child) not in seen and (
+                        kind == "buffer" or (kind in ("persistent", "state") and buffers[name])):
+                    seen.add(id(child))
+                    yield path, child
         elif isinstance(value, list | tuple):
             for i, child in enumerate(value):
-                yield from self._walk(f"{prefix}.{i}" if prefix else str(i), child, seen)
+                yield from self._walk(f"{prefix}.{i}" if prefix else str(i), child, seen, kind)
         elif isinstance(value, dict):
             for key, child in value.items():
-                yield from self._walk(f"{prefix}.{key}" if prefix else str(key), child, seen)
+                yield from self._walk(f"{prefix}.{key}" if prefix else str(key), child, seen,
+                                      kind)
 
     def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
         """``(dotted name, tensor)`` for every parameter, each tensor once."""
         yield from self._walk("", self, set())
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, tensor)`` for every buffer (None buffers are skipped)."""
+        yield from self._walk("", self, set(), "buffer")
+
+    def buffers(self) -> list[Tensor]:
+        """Every buffer, in attribute order, each tensor once."""
+        return [b for _, b in self.named_buffers()]
 
     def parameters(self) -> list[Tensor]:
         """Every parameter, in attribute order, each tensor once."""
@@ -95,13 +136,14 @@ class Module:
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameter name -> a copy of its values (savable with ``numpy.savez``)."""
-        return {name: np.array(p.data()) for name, p in self.named_parameters()}
+        """Parameter and persistent buffer name -> a copy of its values (savable with
+        ``numpy.savez``), in attribute order."""
+        return {name: np.array(t.data()) for name, t in self._walk("", self, set(), "state")}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy values into the parameters in place; checks every key and shape first, so a bad
-        state dict changes nothing."""
-        params = dict(self.named_parameters())
+        """Copy values into the parameters and persistent buffers in place; checks every key
+        and shape first, so a bad state dict changes nothing."""
+        params = dict(self._walk("", self, set(), "state"))
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):
@@ -115,7 +157,7 @@ class Module:
             if value.shape != p.shape:
                 raise ShapeError(f"load_state_dict: {name} has shape {list(value.shape)} in the "
                                  f"state dict but {list(p.shape)} in the model")
-            arrays[name] = value
+            arrays[name] = value.astype(p.dtype, copy=False)  # PyTorch's copy_ casts
         with no_grad():
             for name, value in arrays.items():
                 params[name].assign(value)
