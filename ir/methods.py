@@ -12,13 +12,14 @@ from typing import Any
 
 from .ops.elementwise import ElementwiseMethods
 from .ops.linalg import LinalgMethods
+from .ops.nn import NNMethods
 from .ops.random import RandomMethods
 from .ops.reductions import ReductionMethods
 from .ops.shape import ShapeMethods
 
 
 class OpMethods(ElementwiseMethods, ReductionMethods, ShapeMethods, LinalgMethods,
-                RandomMethods):
+                NNMethods, RandomMethods):
     """Methods for every op; subclasses provide ``_apply``, ``_coerce``, ``shape``, ``dtype``."""
 
     __slots__ = ()

@@ -153,7 +153,8 @@ class Module:
         for name, p in params.items():
             if name not in state:
                 continue
-            value = np.asarray(state[name])
+            value = state[name]
+            value = value.data() if isinstance(value, Tensor) else np.asarray(value)
             if value.shape != p.shape:
                 raise ShapeError(f"load_state_dict: {name} has shape {list(value.shape)} in the "
                                  f"state dict but {list(p.shape)} in the model")

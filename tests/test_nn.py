@@ -254,3 +254,10 @@ def test_seed_style_mlp_trains_with_sgd() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.05 * losses[0]
+
+
+def test_load_state_dict_accepts_parameter_tensors() -> None:
+    source, target = nn.Linear(2, 3, rng=0), nn.Linear(2, 3, rng=1)
+    target.load_state_dict(dict(source.named_parameters()))  # tensors that require grad
+    np.testing.assert_array_equal(target.weight.data(), source.weight.data())
+    assert target.weight is not source.weight and target.weight.requires_grad_enabled()

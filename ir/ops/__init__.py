@@ -1,5 +1,5 @@
 """Every op's definition, grouped by family. Importing this package registers them all."""
 
-from . import elementwise, linalg, reductions, shape, sources
+from . import conv, elementwise, linalg, nn, random, reductions, shape, sources
 
-__all__ = ["elementwise", "linalg", "reductions", "shape", "sources"]
+__all__ = ["conv", "elementwise", "linalg", "nn", "random", "reductions", "shape", "sources"]
