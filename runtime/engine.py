@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
+from weakref import ref as _weakref
 
 import numpy as np
 
@@ -11,7 +13,7 @@ from ..errors import DTypeError, GraphError, ShapeError, describe, with_location
 from ..ir.graph import Node
 from .anomaly import check_finite
 from .state import STATE, GradMode
-from .tensor import Tensor, _wrap
+from .tensor import TapeNode, Tensor, _wrap
 
 
 def _seed(root: Tensor, grad: Any, op: str) -> Tensor:
@@ -29,10 +31,15 @@ def _seed(root: Tensor, grad: Any, op: str) -> Tensor:
                 f"{op}: {describe(root)} has {root.size} elements; pass grad= (a tensor of "
                 f"the same shape) or reduce it to one element first"))
         return _wrap(np.ones(root.shape, dtype=root.dtype), None, False)
-    seed = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
+    seed = grad if isinstance(grad, Tensor) else Tensor(grad, root.dtype)
+    if seed.dtype.kind not in "biuf":
+        raise DTypeError(with_location(f"{op}: grad {describe(seed)} must be real numbers for "
+                                       f"{describe(root)}"))
     if tuple(seed.shape) != tuple(root.shape):
         raise ShapeError(with_location(f"{op}: grad {describe(seed)} does not match "
                                        f"{describe(root)}"))
+    if seed.dtype != root.dtype:  # as PyTorch: the gradients are computed in the root's dtype
+        seed = seed.astype(root.dtype)
     return seed
 
 
@@ -42,14 +49,26 @@ def _check_node(node: Node) -> None:
         raise GraphError(with_location(
             f"backward: the graph through {node.op.name} was dropped by clear_graph(); run the "
             f"forward pass again before calling backward()"))
-    for i, (counter, version) in enumerate(node.saved):
+    for counter, version in node.saved:
         if counter[0] != version:
-            what = "its output" if i == len(node.inputs) else f"input {i}"
+            what, value = _saved_name(node, counter)
             raise GraphError(with_location(
                 f"backward: {node.op.name} needs {what} as it was when recorded"
                 + (f" at {node.src}" if node.src else "")
-                + f", but it was changed in place since (version {version} -> {counter[0]}); "
-                  f"update it after backward(), or use a copy"))
+                + ", but it" + ("" if value is None else f" ({describe(value)})")
+                + f" was changed in place since (version {version} "
+                  f"-> {counter[0]}), directly or through a view such as detach(); update it "
+                  f"after backward(), or use a copy"))
+
+
+def _saved_name(node: Node, counter: list[int]) -> tuple[str, Any]:
+    """Which saved tensor of ``node`` has the version counter ``counter``: words, value."""
+    for i, t in enumerate(node.inputs):
+        if t._vc is counter:
+            return f"input {i}", t
+    if node.op.save_output:
+        return "its output", node.value
+    return "a tensor it saved", None
 
 
 def _collect(root: Node) -> dict[Node, int]:
@@ -114,10 +133,12 @@ def _propagate(ready: list[Node], grads: dict, consumers: dict, leaf_grads: dict
                     captured[node] = g
                 op = node.op
                 out = _wrap(node.value, node, True) if op.save_output else None
-                needs = tuple([t._rg for t in inputs])
+                # which inputs required grad when the op was recorded (all of them when the
+                # tape recorded a plain Node)
+                needs = node.needs if type(node) is TapeNode else tuple([t._rg for t in inputs])
                 in_grads = op.vjp(g, out, inputs, node.attrs, needs)
-                for t, gi in zip(inputs, in_grads, strict=True):
-                    if gi is None or not t._rg:
+                for t, gi, need in zip(inputs, in_grads, needs, strict=True):
+                    if gi is None or not need or not t._rg:
                         continue
                     data = gi._data
                     if data.dtype != t._data.dtype:
@@ -156,23 +177,87 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
     if rec is not None:
         rec.backward(root, list(leaf_grads.values()))
         return
-    with GradMode(create_graph):
-        for leaf, g in leaf_grads.values():
-            if leaf._grad is not None:
-                leaf._grad = leaf._grad.add(g)
-            elif create_graph:
-                leaf._grad = g
-            else:  # a fresh, writable array the leaf owns alone
-                leaf._grad = _wrap(np.array(g._data, copy=True), None, False)
+    with _GRAD_LOCK:  # read-add-write of each leaf's gradient, atomic across threads
+        if create_graph:
+            with GradMode(True):
+                for leaf, g in leaf_grads.values():
+                    _accumulate_graph(leaf, g)
+        else:
+            for leaf, g in leaf_grads.values():
+                _accumulate_into(leaf, g)
+
+
+#: held while ``backward()`` adds into leaves' gradients (threads may share parameters)
+_GRAD_LOCK = threading.Lock()
+
+
+class _GradVersion(list):
+    """The version counter of a gradient array that ``backward()`` made for the leaf ``owner``
+    (a weak reference) and that no one else was given: the next ``backward()`` may add into
+    it in place."""
+
+    __slots__ = ("owner",)
+
+
+def _own(leaf: Tensor, data: np.ndarray) -> None:
+    """Give ``leaf`` the gradient ``data``, a fresh array it owns alone."""
+    version = _GradVersion((0,))
+    version.owner = _weakref(leaf)
+    leaf._grad = _wrap(data, None, False, version)
+
+
+def _accumulate_into(leaf: Tensor, g: Tensor) -> None:
+    """``leaf.grad += g`` as PyTorch does outside create_graph: in place into the gradient
+    array the engine made for this leaf (a held ``grad()`` sees the sum); into a new array when
+    the gradient came from elsewhere (set by compile or by hand, a view, part of a graph)."""
+    old = leaf._grad
+    if old is None:
+        _own(leaf, np.array(g._data, copy=True))
+        return
+    version = old._vc
+    data = old._data
+    if type(version) is _GradVersion and version.owner() is leaf and old._node is None \
+            and data.base is None and data.flags.writeable:
+        np.add(data, g._data, out=data)
+        version[0] += 1
+        return
+    data = np.add(data, g._data)
+    _own(leaf, data if data.dtype == leaf._data.dtype else data.astype(leaf._data.dtype))
+
+
+def _accumulate_graph(leaf: Tensor, g: Tensor) -> None:
+    """``leaf.grad = leaf.grad + g`` recorded for higher orders (``create_graph=True``); each
+    leaf gets its own gradient tensor, never the seed or another leaf's."""
+    old = leaf._grad
+    if old is not None:
+        new = old.add(g)
+    elif g._rg:
+        new = g.mul(1.0)  # a recorded copy (the gradient stays differentiable)
+    else:
+        new = None
+    if new is None or new._node is None:  # a fresh array nothing else holds
+        _own(leaf, np.array(g._data, copy=True) if new is None else new._data)
+    else:
+        leaf._grad = new
 
 
 def grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any = None,
          create_graph: bool = False) -> list[Tensor | None]:
     """d(output)/d(input) for each of ``inputs`` (leaves or not), without touching ``grad()``.
 
-    Like ``torch.autograd.grad``: None for an input that ``output`` does not depend on.
+    Like ``torch.autograd.grad``: None for an input that ``output`` does not depend on; a
+    GraphError for an input that does not require grad.
     """
     seed = _seed(output, grad_output, "grad")
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise DTypeError(with_location(f"grad: inputs must be tensors, got {describe(t)} "
+                                           f"at position {i}"))
+        if not t._rg:
+            raise GraphError(with_location(
+                f"grad: input {i} ({describe(t)}) does not require grad, so no gradient is "
+                f"defined for it; mark it with requires_grad() before computing the output "
+                f"from it"))
     capture = frozenset(t._node for t in inputs if t._node is not None)
     leaf_grads, captured = run_backward(output, seed, create_graph, capture)
     if output._node in capture:

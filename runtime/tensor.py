@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DTypeError, GraphError, ShapeError, describe, user_location, with_location
 from ..ir.graph import Node
 from ..ir.methods import OpMethods
-from ..ir.registry import OpDef, Operand
+from ..ir.registry import OpDef, Operand, get_op
 from .anomaly import check_finite
 from .state import STATE
 
@@ -28,21 +28,39 @@ _new = object.__new__
 _ndarray = np.ndarray
 
 
+#: numpy dtype kinds a tensor may hold: bool, integers, floats, complex (no gradient)
+_KINDS = "biufc"
+
+
 def default_array(data: Any, dtype: Any = None) -> np.ndarray:
     """The array a Tensor holds for ``data``: numpy arrays keep their dtype (copied), Python
-    lists and scalars become float32 (bools stay bool), ``dtype`` overrides."""
+    lists and scalars become float32 (bools stay bool), ``dtype`` overrides. Object, string and
+    date dtypes raise DTypeError; ragged nested lists raise ShapeError."""
     if isinstance(data, Tensor):
         data = data._data
-    if isinstance(data, np.ndarray | np.generic):
-        return np.array(data, dtype=dtype, copy=True)
-    if dtype is not None:
-        return np.array(data, dtype=dtype)
-    arr = np.array(data)
-    if arr.dtype.kind in "iuf":
-        arr = arr.astype(np.float32)
-    elif arr.dtype.kind not in "bc":
-        raise DTypeError(with_location(f"Tensor: cannot make a tensor from {type(data).__name__} "
-                                       f"(numpy dtype {arr.dtype})"))
+    try:
+        if isinstance(data, np.ndarray | np.generic):
+            arr = np.array(data, dtype=dtype, copy=True)
+        elif dtype is not None:
+            arr = np.array(data, dtype=dtype)
+        else:
+            arr = np.array(data)
+            if arr.dtype.kind in "iuf":
+                arr = arr.astype(np.float32)
+    except ValueError as e:
+        if "inhomogeneous" in str(e) or "sequence" in str(e):
+            raise ShapeError(with_location(
+                f"Tensor: the nested sequences have different lengths (a ragged list, e.g. "
+                f"[[1, 2], [3]]); every row must have the same shape ({e})")) from None
+        raise DTypeError(with_location(f"Tensor: cannot make a tensor from "
+                                       f"{type(data).__name__}: {e}")) from None
+    except TypeError as e:
+        raise DTypeError(with_location(f"Tensor: cannot make a tensor from "
+                                       f"{type(data).__name__}: {e}")) from None
+    if arr.dtype.kind not in _KINDS:
+        raise DTypeError(with_location(
+            f"Tensor: cannot make a tensor from {type(data).__name__} of numpy dtype "
+            f"{arr.dtype}; tensors hold bool, integer, float or complex numbers"))
     return arr
 
 
@@ -74,6 +92,41 @@ def op_error(op: OpDef, inputs: Sequence[Tensor], attrs: dict, cause: Exception)
     return DTypeError(text) if isinstance(cause, TypeError) else ShapeError(text)
 
 
+class TapeNode(Node):
+    """A tape node of an op that some input did not require grad for when it ran. ``needs[i]``:
+    whether input ``i`` did; a leaf marked with ``requires_grad()`` later gets no gradient
+    through this op (as in PyTorch). Ops whose inputs all required grad record a plain
+    ``Node``."""
+
+    __slots__ = ("needs",)
+
+
+_TF = (True, False)
+_FT = (False, True)
+
+#: binary ops with ``save_inputs`` whose VJP of one input reads only the other input (besides
+#: shapes): the input to save when only input 0 needs a gradient, and when only input 1 does
+#: (None: both). PyTorch saves the same: ``x * 2.0`` saves nothing of ``x``, so updating ``x``
+#: in place before ``backward()`` is fine. Other ops save every input.
+_SAVED_IF_ONE_NEEDS: dict[OpDef, tuple[int | None, int | None]] = {
+    get_op("mul"): (1, 0),
+    get_op("matmul"): (1, 0),
+    get_op("div"): (1, None),  # d(a/b)/db reads a and b
+}
+
+
+def _no_float_gradient(op: OpDef, inputs: tuple, data: np.ndarray) -> bool:
+    """An op on an input that requires grad gave a non-float result: no gradient (integer or
+    bool results), or a DTypeError for complex results (gradients are real-valued here)."""
+    if data.dtype.kind == "c":
+        raise DTypeError(with_location(
+            f"{op.name}: gradients through complex numbers are not supported, and this op "
+            f"gives a complex result ({data.dtype}) from an input that requires grad; operands "
+            + ", ".join(describe(t) for t in inputs) + ". Use detach() on the float operand "
+            "or compute under no_grad()"))
+    return False
+
+
 def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
     """Run ``op`` on ``inputs`` with numpy; record a node when a gradient may be needed.
 
@@ -100,11 +153,37 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
     out._grad = None
     out._id = None
     out._vc = first._vc if op.aliases_input else [0]
-    rg = (st.grad_enabled and op.vjp is not None and data.dtype.kind == "f"
-          and (first._rg or (n > 1 and any(t._rg for t in inputs))))
+    # needs: which inputs require grad now, None when all of them do
+    needs = None
+    if st.grad_enabled and op.vjp is not None:
+        if n == 1:
+            rg = first._rg
+        elif n == 2:
+            rg = first._rg
+            if rg:
+                if not inputs[1]._rg:
+                    needs = _TF
+            elif inputs[1]._rg:
+                rg = True
+                needs = _FT
+        else:
+            flags = [t._rg for t in inputs]
+            rg = True in flags
+            if False in flags:
+                needs = tuple(flags)
+        if rg and data.dtype.kind != "f":
+            rg = _no_float_gradient(op, inputs, data)
+    else:
+        rg = False
     rec = st.recorder
     if rg or rec is not None:
-        node = _new(Node)
+        if rg and needs is None:
+            node = _new(Node)
+        else:  # kept in the node: a leaf marked later gets no gradient through this op
+            node = _new(TapeNode)
+            if not rg:  # traced, no input requires grad now
+                needs = tuple([t._rg for t in inputs])
+            node.needs = needs
         node.op = op
         node.inputs = inputs
         node.attrs = attrs
@@ -114,6 +193,17 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
         if op.save_inputs:
             if n == 1:
                 saved: tuple = ((first._vc, first._vc[0]),)
+            elif n == 2:
+                second = inputs[1]._vc
+                keep = None
+                if needs is not None and op in _SAVED_IF_ONE_NEEDS:
+                    keep = _SAVED_IF_ONE_NEEDS[op][needs is _FT]
+                if keep is None:
+                    saved = ((first._vc, first._vc[0]), (second, second[0]))
+                elif keep:
+                    saved = ((second, second[0]),)
+                else:
+                    saved = ((first._vc, first._vc[0]),)
             else:
                 saved = tuple([(t._vc, t._vc[0]) for t in inputs])
             if op.save_output:
@@ -187,7 +277,22 @@ class Tensor(OpMethods):
     """
 
     __slots__ = ("_data", "_node", "_rg", "_grad", "_vc", "_id", "__weakref__")
-    __array_ufunc__ = None  # numpy defers ``array + tensor`` to Tensor.__radd__
+    # --- numpy protocols (rules in runtime/numpy_interop.py) -----------------------------------
+    __array_priority__ = 1000.0  # legacy protocol; numpy consults __array_ufunc__ first
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NEP 13: ``np.exp(t)``, ``array + t``: the aprender op (with gradient) or a clear
+        TypeError, never a plain array that drops the gradient."""
+        from .numpy_interop import array_ufunc
+
+        return array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:
+        """NEP 18: ``np.sum(t, axis=0)``, ``np.concatenate([a, t])``: the aprender op (with
+        gradient), or numpy on the values when no tensor argument requires grad."""
+        from .numpy_interop import array_function
+
+        return array_function(func, types, args, kwargs)
 
     def __init__(self, data: Any, dtype: Any = None) -> None:
         rec = STATE.recorder
@@ -226,7 +331,12 @@ class Tensor(OpMethods):
                     _constant_ids.add(id(const))
             return const
         if isinstance(value, np.ndarray | np.generic):
-            return _wrap(np.asarray(value), None, False)
+            value = np.asarray(value)
+            if value.dtype.kind not in _KINDS:
+                raise DTypeError(with_location(
+                    f"cannot use a numpy array of dtype {value.dtype} as an operand; tensors "
+                    f"hold bool, integer, float or complex numbers"))
+            return _wrap(value, None, False)
         return Tensor(value)
 
     # --- constructors (the seed's names) -------------------------------------------------------
@@ -279,7 +389,8 @@ class Tensor(OpMethods):
 
     # --- gradient state ------------------------------------------------------------------------
     def requires_grad(self, flag: bool = True) -> Tensor:
-        """Mark this leaf to accumulate ``grad()`` in ``backward()``; returns the tensor."""
+        """Mark this leaf to accumulate ``grad()`` in ``backward()``; returns the tensor. As in
+        PyTorch, ops that used it before the mark give it no gradient."""
         if self._node is not None:
             if not flag:
                 raise GraphError(with_location("requires_grad: a tensor computed by the graph "
@@ -357,8 +468,14 @@ class Tensor(OpMethods):
         return self._id
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(t)``: the values of a tensor that does not require grad (read-only
+        view); a tensor that requires grad is refused, as in PyTorch (use ``data()``)."""
         if STATE.recorder is not None:
             STATE.recorder.check_read("numpy conversion")
+        if self._rg:
+            from .numpy_interop import conversion_error
+
+            raise conversion_error(self)
         if copy or (dtype is not None and np.dtype(dtype) != self._data.dtype):
             return np.array(self._data, dtype=dtype, copy=True)
         return self.data()
