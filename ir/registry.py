@@ -34,6 +34,10 @@ class OpDef:
     save_inputs: bool = False
     #: the VJP reads the output value
     save_output: bool = False
+    #: binary ops whose gradient of one input reads only the other input: the input to save
+    #: when only input 0 needs a gradient, and when only input 1 does (None: both), as PyTorch
+    #: saves (``x * 2.0`` saves nothing of ``x``); None: save every input
+    save_if_one_needs: tuple[int | None, int | None] | None = None
     #: the output may share memory with input 0 (views): an in-place update of one shows in both
     aliases_input: bool = False
     #: the kernel checks its inputs and raises on bad ones (dead-code elimination keeps it)

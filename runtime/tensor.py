@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DTypeError, GraphError, ShapeError, describe, user_location, with_location
 from ..ir.graph import Node
 from ..ir.methods import OpMethods
-from ..ir.registry import OpDef, Operand, get_op
+from ..ir.registry import OpDef, Operand
 from .anomaly import check_finite
 from .state import STATE
 
@@ -104,15 +104,6 @@ class TapeNode(Node):
 _TF = (True, False)
 _FT = (False, True)
 
-#: binary ops with ``save_inputs`` whose VJP of one input reads only the other input (besides
-#: shapes): the input to save when only input 0 needs a gradient, and when only input 1 does
-#: (None: both). PyTorch saves the same: ``x * 2.0`` saves nothing of ``x``, so updating ``x``
-#: in place before ``backward()`` is fine. Other ops save every input.
-_SAVED_IF_ONE_NEEDS: dict[OpDef, tuple[int | None, int | None]] = {
-    get_op("mul"): (1, 0),
-    get_op("matmul"): (1, 0),
-    get_op("div"): (1, None),  # d(a/b)/db reads a and b
-}
 
 
 def _no_float_gradient(op: OpDef, inputs: tuple, data: np.ndarray) -> bool:
@@ -196,8 +187,8 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
             elif n == 2:
                 second = inputs[1]._vc
                 keep = None
-                if needs is not None and op in _SAVED_IF_ONE_NEEDS:
-                    keep = _SAVED_IF_ONE_NEEDS[op][needs is _FT]
+                if needs is not None and op.save_if_one_needs is not None:
+                    keep = op.save_if_one_needs[needs is _FT]
                 if keep is None:
                     saved = ((first._vc, first._vc[0]), (second, second[0]))
                 elif keep:

@@ -14,10 +14,11 @@ from .rules import NO_ATTRS, OpBase, elementwise_infer, shape_error, unbroadcast
 
 
 def _elementwise(name, impl, vjp=None, *, save_inputs=False, save_output=False, attrs=(),
-                 doc="", template=None):
+                 doc="", template=None, save_if_one_needs=None):
     return register(OpDef(name=name, kind="elementwise", impl=impl,
                           infer=elementwise_infer(impl), vjp=vjp, save_inputs=save_inputs,
-                          save_output=save_output, attrs=attrs, doc=doc, template=template))
+                          save_output=save_output, save_if_one_needs=save_if_one_needs,
+                          attrs=attrs, doc=doc, template=template))
 
 
 def _ufunc(name: str, arity: int) -> str:
@@ -53,7 +54,7 @@ MUL = _elementwise(
     "mul", np.multiply,
     lambda g, out, x, at, needs: _pair(needs, lambda: unbroadcast(g.mul(x[1]), x[0].shape),
                                        lambda: unbroadcast(g.mul(x[0]), x[1].shape)),
-    save_inputs=True, doc="a * b", template=_ufunc("multiply", 2))
+    save_inputs=True, save_if_one_needs=(1, 0), doc="a * b", template=_ufunc("multiply", 2))
 
 
 def _div_vjp(g, out, x, at, needs):
@@ -64,7 +65,8 @@ def _div_vjp(g, out, x, at, needs):
 
 
 DIV = _elementwise("div", np.true_divide, _div_vjp, save_inputs=True, doc="a / b",
-    template=_ufunc("true_divide", 2))
+                   save_if_one_needs=(1, None),  # d(a/b)/db reads a and b
+                   template=_ufunc("true_divide", 2))
 
 
 def _power_vjp(g, out, x, at, needs):

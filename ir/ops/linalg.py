@@ -55,7 +55,8 @@ def _matmul_vjp(g, out, x, at, needs):
 
 MATMUL = register(OpDef(
     name="matmul", kind="matmul", impl=np.matmul, infer=_matmul_infer, vjp=_matmul_vjp,
-    save_inputs=True, doc="matrix product with numpy matmul rules (1-D, 2-D, batched)",
+    save_inputs=True, save_if_one_needs=(1, 0),
+    doc="matrix product with numpy matmul rules (1-D, 2-D, batched)",
     # np.dot with out= is the fastest 2-D product (PERF-NOTES rule 2)
     template="{{ 'dot' if ndims[0] <= 2 and ndims[1] <= 2 else 'matmul' }}({{ x[0] }}, {{ x[1] }}, "
              "out={{ out }})"))
