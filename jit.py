@@ -34,7 +34,7 @@ from .runtime import pytree
 from .runtime.checking import run_checked
 from .runtime.guards import GuardSet
 from .runtime.state import STATE
-from .runtime.tensor import Tensor, _wrap
+from .runtime.tensor import Tensor, _wrap, own_grad
 from .runtime.tracing import (
     GraphBuilder,
     Result,
@@ -126,9 +126,14 @@ class Entry:
                 owner = owner._grad
             if isinstance(owner, Tensor):
                 owner._vc[0] += 1
-        for source, k in self.step.grad_writes:
+        for source, k, owned in self.step.grad_writes:
             leaf = self._object(source, leaves)
-            leaf._grad = None if k is None else _wrap(self.fresh(outs, k), None, False)
+            if k is None:
+                leaf._grad = None
+            elif owned:
+                own_grad(leaf, self.fresh(outs, k))
+            else:
+                leaf._grad = _wrap(self.fresh(outs, k), None, False)
         joined = self._join(leaves, outs) if self.backward is not None and \
             STATE.grad_enabled else {}
         results = [self._result(r, leaves, outs, joined) for r in self.step.results]
@@ -363,10 +368,10 @@ def _guards(step: StepTrace, leaves: list) -> GuardSet:
         src = step.sources[k]
         if isinstance(src.obj, Tensor):
             gs.attribute(src.name, gs.bind(src.obj), "_rg", src.obj._rg)
-    for k, exists in step.grad_reads:
+    for k, state in step.grad_reads:
         src = step.sources[k]
-        gs.has_grad(src.name, gs.bind(src.obj) if src.obj is not None else f"L[{src.index}]",
-                    exists)
+        gs.grad_state(src.name, gs.bind(src.obj) if src.obj is not None else f"L[{src.index}]",
+                      state)
     return gs
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import Any
-from weakref import ref as _weakref
 
 import numpy as np
 
@@ -13,7 +12,7 @@ from ..errors import DTypeError, GraphError, ShapeError, describe, with_location
 from ..ir.graph import Node
 from .anomaly import check_finite
 from .state import STATE, GradMode
-from .tensor import TapeNode, Tensor, _wrap
+from .tensor import TapeNode, Tensor, _wrap, grad_state, own_grad
 
 
 def _seed(root: Tensor, grad: Any, op: str) -> Tensor:
@@ -191,38 +190,21 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
 _GRAD_LOCK = threading.Lock()
 
 
-class _GradVersion(list):
-    """The version counter of a gradient array that ``backward()`` made for the leaf ``owner``
-    (a weak reference) and that no one else was given: the next ``backward()`` may add into
-    it in place."""
-
-    __slots__ = ("owner",)
-
-
-def _own(leaf: Tensor, data: np.ndarray) -> None:
-    """Give ``leaf`` the gradient ``data``, a fresh array it owns alone."""
-    version = _GradVersion((0,))
-    version.owner = _weakref(leaf)
-    leaf._grad = _wrap(data, None, False, version)
-
-
 def _accumulate_into(leaf: Tensor, g: Tensor) -> None:
     """``leaf.grad += g`` as PyTorch does outside create_graph: in place into the gradient
     array the engine made for this leaf (a held ``grad()`` sees the sum); into a new array when
     the gradient came from elsewhere (set by compile or by hand, a view, part of a graph)."""
     old = leaf._grad
     if old is None:
-        _own(leaf, np.array(g._data, copy=True))
+        own_grad(leaf, np.array(g._data, copy=True))
         return
-    version = old._vc
     data = old._data
-    if type(version) is _GradVersion and version.owner() is leaf and old._node is None \
-            and data.base is None and data.flags.writeable:
+    if grad_state(leaf) == "owned":
         np.add(data, g._data, out=data)
-        version[0] += 1
+        old._vc[0] += 1
         return
     data = np.add(data, g._data)
-    _own(leaf, data if data.dtype == leaf._data.dtype else data.astype(leaf._data.dtype))
+    own_grad(leaf, data if data.dtype == leaf._data.dtype else data.astype(leaf._data.dtype))
 
 
 def _accumulate_graph(leaf: Tensor, g: Tensor) -> None:
@@ -236,7 +218,7 @@ def _accumulate_graph(leaf: Tensor, g: Tensor) -> None:
     else:
         new = None
     if new is None or new._node is None:  # a fresh array nothing else holds
-        _own(leaf, np.array(g._data, copy=True) if new is None else new._data)
+        own_grad(leaf, np.array(g._data, copy=True) if new is None else new._data)
     else:
         leaf._grad = new
 

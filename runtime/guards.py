@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .tensor import grad_state
 from .walk import Place
 
 
@@ -99,10 +100,13 @@ class GuardSet:
         self.guards.append(Guard(f"{name}.{attr} is {expected!r}", f"{obj}.{attr} is "
                                  f"{expected!r}", f"{obj}.{attr}", repr(expected)))
 
-    def has_grad(self, name: str, obj: str, exists: bool) -> None:
-        self.guards.append(Guard(f"{name} {'has' if exists else 'has no'} gradient",
-                                 f"{obj}._grad is {'not ' if exists else ''}None",
-                                 f"{obj}._grad is not None", repr(exists)))
+    def grad_state(self, name: str, obj: str, state: str) -> None:
+        """``obj``'s gradient is absent, owned (accumulated in place) or other (replaced)."""
+        text = {"none": "has no gradient", "owned": "has a gradient it owns",
+                "other": "has a gradient it does not own"}[state]
+        fn = self.bind(grad_state)
+        self.guards.append(Guard(f"{name} {text}", f"{fn}({obj}) == {state!r}",
+                                 f"{fn}({obj})", repr(state)))
 
     def compile(self) -> Callable[[list], bool]:
         """One function ``check(L) -> bool`` testing every guard in order."""

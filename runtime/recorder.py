@@ -9,10 +9,11 @@ where something happens that a graph must know about, and the recorder appends a
 - ``Backward``: ``loss.backward()`` gave each leaf a gradient placeholder;
 - ``GradRead``: ``leaf.grad()`` was read.
 
-``ap.trace`` uses a recorder that refuses in-place updates; ``compile`` uses one that stages
-them: updates and ``backward()`` run eagerly (so the trace sees real values) and ``undo()``
+In-place updates run eagerly (so the trace sees real values), are recorded, and ``undo()``
 puts every touched array, version counter and gradient back afterwards, so tracing changes
-no user tensor. Reading a value (``item()``, ``bool(t)``) raises in both.
+no user tensor. ``compile`` uses a staging recorder, which also stages ``backward()`` (each
+leaf's gradient becomes a placeholder, accumulated in place or replaced exactly as the eager
+engine would) and refuses value reads (``item()``, ``bool(t)``); ``ap.trace`` allows them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from ..errors import CompileError, GraphError, ShapeError, describe, with_location
 from ..ir.graph import Node
 from .state import STATE, GradMode
-from .tensor import _wrap
+from .tensor import Tensor, _wrap, grad_state, own_grad
 
 
 @dataclass(slots=True)
@@ -64,6 +65,8 @@ class GradRead:
     grad: Any
     #: whether this is the gradient the leaf had before the trace (nothing set it since)
     original: bool
+    #: ``grad_state`` of the leaf when read: none, owned (accumulated in place) or other
+    state: str
 
 
 Event = OpEvent | NewTensor | Mutation | Backward | GradRead
@@ -130,17 +133,24 @@ class Recorder:
             finally:
                 STATE.recorder = self
             self.events.append(Backward(root, pairs))
-            for leaf, placeholder in pairs:
+            for leaf, placeholder in pairs:  # as engine._accumulate_into does
                 old = self.read_grad(leaf)
+                state = grad_state(leaf)
                 self._written.add(id(leaf))
-                leaf._grad = placeholder if old is None else old.add(placeholder)
+                if old is None:
+                    own_grad(leaf, placeholder)
+                elif state == "owned":
+                    self.mutate(old, "backward", old.add(placeholder))
+                else:
+                    own_grad(leaf, Tensor(old.add(placeholder)))
 
     def read_grad(self, leaf: Any) -> Any:
         """``leaf._grad``, recorded as read (as it was before the trace, its existence
         becomes a guard)."""
         self.before_grad_change(leaf)
         grad = leaf._grad
-        self.events.append(GradRead(leaf, grad, id(leaf) not in self._written))
+        self.events.append(GradRead(leaf, grad, id(leaf) not in self._written,
+                                    grad_state(leaf)))
         return grad
 
     def write_grad(self, leaf: Any) -> None:

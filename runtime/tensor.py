@@ -572,6 +572,41 @@ def is_shared_constant(t: Tensor) -> bool:
     return id(t) in _constant_ids
 
 
+class GradVersion(list):
+    """The version counter of a gradient array that ``backward()`` made for the leaf ``owner``
+    (a weak reference) and that no one else was given: the next ``backward()`` adds into it in
+    place, as PyTorch accumulates into ``.grad``."""
+
+    __slots__ = ("owner",)
+
+
+def own_grad(leaf: Tensor, data: np.ndarray | Tensor) -> Tensor:
+    """Give ``leaf`` the gradient ``data`` (a fresh array, or a tensor made for it alone), owned
+    by the leaf; returns the gradient tensor."""
+    version = GradVersion((0,))
+    version.owner = _weakref(leaf)
+    if isinstance(data, Tensor):
+        data._vc = version
+        grad = data
+    else:
+        grad = _wrap(data, None, False, version)
+    leaf._grad = grad
+    return grad
+
+
+def grad_state(leaf: Tensor) -> str:
+    """``"none"`` (no gradient), ``"owned"`` (the next ``backward()`` adds into it in place) or
+    ``"other"`` (set by hand or shared: the next ``backward()`` makes a new one)."""
+    grad = leaf._grad
+    if grad is None:
+        return "none"
+    version, data = grad._vc, grad._data
+    if type(version) is GradVersion and version.owner() is leaf and grad._node is None \
+            and data.base is None and data.flags.writeable:
+        return "owned"
+    return "other"
+
+
 def set_grad(t: Tensor, grad: Tensor | None) -> None:
     """Set ``t``'s gradient (``zero_grad`` and friends); a trace notes the write."""
     if STATE.recorder is not None:

@@ -31,7 +31,7 @@ from ..ir.ops.sources import CONSTANT
 from . import pytree
 from .recorder import Backward, GradRead, Mutation, NewTensor, OpEvent, Recorder
 from .state import STATE, Tape
-from .tensor import Tensor, is_shared_constant
+from .tensor import Tensor, grad_state, is_shared_constant
 from .walk import Reach, Snapshot, reach
 
 
@@ -81,10 +81,11 @@ class StepTrace:
     inputs: list[Input]
     structure: Any
     results: list[Result]
-    #: ``(source of the leaf, graph output or None)``: the gradient the call leaves
-    grad_writes: list[tuple[int, int | None]]
-    #: ``(source of the leaf, has a gradient)`` for every gradient the trace read
-    grad_reads: list[tuple[int, bool]]
+    #: ``(source of the leaf, graph output or None, owned)``: the gradient the call leaves
+    #: (``owned``: the leaf owns it, so the next ``backward()`` accumulates into it in place)
+    grad_writes: list[tuple[int, int | None, bool]]
+    #: ``(source of the leaf, its ``grad_state``)`` for every gradient the trace read
+    grad_reads: list[tuple[int, str]]
     #: sources of tensors the graph reads (their identity and ``requires_grad`` are guarded)
     captured: list[int]
     reach: Reach
@@ -114,7 +115,7 @@ class GraphBuilder:
         self.tensor_of_input: list[Any] = []
         self.updated: dict[int, Value] = {}  # graph input position -> its new value
         self.grad_owner: dict[int, Any] = {}
-        self.grad_reads: dict[int, bool] = {}
+        self.grad_reads: dict[int, str] = {}
         self.root_of: dict[int, Any] = {}
         self.views: dict[int, list[tuple[Any, Node]]] = {}
         self.captured = 0
@@ -235,7 +236,7 @@ class GraphBuilder:
         if id(leaf) in self.rec.born or not event.original:
             return
         k = self.source(leaf)
-        self.grad_reads.setdefault(k, grad is not None)
+        self.grad_reads.setdefault(k, event.state)
         if grad is not None:
             self.grad_owner[id(grad)] = leaf
 
@@ -352,23 +353,23 @@ def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool
     rec = builder.rec
     flat: list = []
     structure = pytree.flatten(result, flat)
-    final_grads = {id(leaf._grad): leaf for leaf in rec.grad_leaves()
-                   if leaf._grad is not None and leaf._grad is not rec.original_grad(leaf)}
+    # a returned gradient is the leaf's gradient object after the call (updated in place or new)
+    final_grads = {id(leaf._grad): leaf for leaf in rec.grad_leaves() if leaf._grad is not None}
     results = []
     for leaf in flat:
         owner = final_grads.get(id(leaf)) if isinstance(leaf, Tensor) else None
         results.append(Result("grad", source=builder.source(owner)) if owner is not None
                        else _result(builder, leaf))
-    grad_writes: list[tuple[int, int | None]] = []
+    grad_writes: list[tuple[int, int | None, bool]] = []
     for leaf in rec.grad_leaves():
         final = leaf._grad
         if final is rec.original_grad(leaf) or id(leaf) in rec.born:
             continue
         k = builder.source(leaf)
         if final is None:
-            grad_writes.append((k, None))
+            grad_writes.append((k, None, False))
         else:
-            grad_writes.append((k, len(graph.outputs)))
+            grad_writes.append((k, len(graph.outputs), grad_state(leaf) == "owned"))
             graph.outputs.append(builder.value_of(final))
     _append_updates(builder)
     _refuse_aliased_updates(builder)

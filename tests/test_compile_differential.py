@@ -745,6 +745,49 @@ def test_returning_captured_parameter_is_the_parameter() -> None:
             mb.weight.add_(1.0)
 
 
+def _accumulating(step: Any, between: Any = None) -> Program:
+    w = ap.Tensor(np.linspace(-1.0, 1.0, 3)).requires_grad()
+    return Program(lambda x: step(w, ap.Tensor(x)), {"w": w},
+                   lambda i: ((np.arange(3.0) + i,), {}), between)
+
+
+def test_gradients_accumulate_in_place_across_calls_without_zero_grad() -> None:
+    """PyTorch adds into ``.grad`` in place: the gradient returned by call 0 is the object call
+    1 adds into, and a gradient held between calls sees the sum."""
+    def step(w: ap.Tensor, x: ap.Tensor) -> Any:
+        (x * w * w).sum().backward()
+        return w.grad()
+
+    def hold(i: int, state: dict) -> None:
+        state[f"held_{i}"] = state["w"].grad()
+
+    _equal(lambda: _accumulating(step), calls=4)
+    _equal(lambda: _accumulating(step, hold), calls=4)
+
+
+def test_two_backwards_in_one_step_return_the_first_gradient_object() -> None:
+    def step(w: ap.Tensor, x: ap.Tensor) -> Any:
+        ap.clear_grad(w.id())
+        (x * w).sum().backward()
+        first = w.grad()
+        (x * w * w).sum().backward()
+        return first, w.grad(), first * 1.0
+
+    _equal(lambda: _accumulating(step), calls=3)
+
+
+def test_a_gradient_set_by_hand_is_replaced_not_added_into() -> None:
+    def step(w: ap.Tensor, x: ap.Tensor) -> Any:
+        (x * w).sum().backward()
+        return w.grad()
+
+    def set_by_hand(i: int, state: dict) -> None:
+        if i % 2:
+            state["w"]._grad = ap.Tensor(np.ones(3))  # not the engine's: replaced next time
+
+    _equal(lambda: _accumulating(step, set_by_hand), calls=5)
+
+
 # --- E. Python side effects ------------------------------------------------------------------
 def test_scheduler_step_inside_compiled_step() -> None:
     """``sched.step()`` (StepLR) at the end of the compiled training step."""
