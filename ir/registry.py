@@ -38,6 +38,9 @@ class OpDef:
     #: when only input 0 needs a gradient, and when only input 1 does (None: both), as PyTorch
     #: saves (``x * 2.0`` saves nothing of ``x``); None: save every input
     save_if_one_needs: tuple[int | None, int | None] | None = None
+    #: inputs the VJP reads only by shape (with ``save_inputs``: not saved, so an in-place
+    #: update of one before ``backward()`` is fine, as in PyTorch)
+    shape_only: tuple[int, ...] = ()
     #: the output may share memory with input 0 (views): an in-place update of one shows in both
     aliases_input: bool = False
     #: the kernel checks its inputs and raises on bad ones (dead-code elimination keeps it)

@@ -68,15 +68,18 @@ class _BatchNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
         factor: float | Tensor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average: 1 / batches seen
-                factor = (1.0 / self.num_batches_tracked).astype(self.running_mean.dtype)
+        counting = self.training and self.track_running_stats \
+            and self.num_batches_tracked is not None
+        if counting and self.momentum is None:  # cumulative moving average: 1 / batches seen
+            factor = (1.0 / (self.num_batches_tracked + 1)).astype(self.running_mean.dtype)
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         use_running = not self.training or self.track_running_stats
-        return F.batch_norm(x, self.running_mean if use_running else None,
-                            self.running_var if use_running else None, self.weight, self.bias,
-                            batch_stats, factor, self.eps)
+        out = F.batch_norm(x, self.running_mean if use_running else None,
+                           self.running_var if use_running else None, self.weight, self.bias,
+                           batch_stats, factor, self.eps)
+        if counting:  # after the checks in batch_norm: a call that raises changes nothing
+            self.num_batches_tracked.add_(1)
+        return out
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -12,7 +12,7 @@ from ..errors import DTypeError, GraphError, ShapeError, describe, with_location
 from ..ir.graph import Node
 from .anomaly import check_finite
 from .state import STATE, GradMode
-from .tensor import TapeNode, Tensor, _wrap, grad_state, own_grad
+from .tensor import GradState, TapeNode, Tensor, _wrap, grad_state, own_grad
 
 
 def _seed(root: Tensor, grad: Any, op: str) -> Tensor:
@@ -199,7 +199,7 @@ def _accumulate_into(leaf: Tensor, g: Tensor) -> None:
         own_grad(leaf, np.array(g._data, copy=True))
         return
     data = old._data
-    if grad_state(leaf) == "owned":
+    if grad_state(leaf) is GradState.OWNED:
         np.add(data, g._data, out=data)
         old._vc[0] += 1
         return

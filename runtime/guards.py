@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import grad_state
+from .tensor import GradState, grad_state
 from .walk import Place
 
 
@@ -100,12 +100,10 @@ class GuardSet:
         self.guards.append(Guard(f"{name}.{attr} is {expected!r}", f"{obj}.{attr} is "
                                  f"{expected!r}", f"{obj}.{attr}", repr(expected)))
 
-    def grad_state(self, name: str, obj: str, state: str) -> None:
+    def grad_state(self, name: str, obj: str, state: GradState) -> None:
         """``obj``'s gradient is absent, owned (accumulated in place) or other (replaced)."""
-        text = {"none": "has no gradient", "owned": "has a gradient it owns",
-                "other": "has a gradient it does not own"}[state]
-        fn = self.bind(grad_state)
-        self.guards.append(Guard(f"{name} {text}", f"{fn}({obj}) == {state!r}",
+        fn, expected = self.bind(grad_state), self.bind(state)
+        self.guards.append(Guard(f"{name} {state.value}", f"{fn}({obj}) is {expected}",
                                  f"{fn}({obj})", repr(state)))
 
     def compile(self) -> Callable[[list], bool]:

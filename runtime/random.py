@@ -3,6 +3,7 @@ same numbers as eager code (see ``ir/ops/random.py``), and the random functions 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,8 @@ from .tensor import Tensor
 #: PyTorch's default seed, so a fresh process draws the same numbers every run
 DEFAULT_SEED = 67280421310721
 _STEP = np.array([0, 1], dtype=np.uint64)
+#: held while a generator draws and advances (threads may share one)
+_DRAW_LOCK = threading.Lock()
 
 
 class Generator:
@@ -51,9 +54,11 @@ class Generator:
         self.state.assign(np.asarray(state, dtype=np.uint64))
 
     def draw(self, shape: Sequence[int], dtype: Any, distribution: str) -> Tensor:
-        """Values of ``shape`` from this stream; advances the counter."""
-        values = self.state.draw(shape, dtype, distribution)
-        self.state.add_(_STEP)
+        """Values of ``shape`` from this stream; advances the counter (atomically: threads
+        sharing a generator never draw the same numbers)."""
+        with _DRAW_LOCK:
+            values = self.state.draw(shape, dtype, distribution)
+            self.state.add_(_STEP)
         return values
 
     def __repr__(self) -> str:

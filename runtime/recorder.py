@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import CompileError, GraphError, ShapeError, describe, with_location
 from ..ir.graph import Node
 from .state import STATE, GradMode
-from .tensor import Tensor, _wrap, grad_state, own_grad
+from .tensor import GradState, Tensor, _wrap, grad_state, own_grad
 
 
 @dataclass(slots=True)
@@ -65,8 +65,8 @@ class GradRead:
     grad: Any
     #: whether this is the gradient the leaf had before the trace (nothing set it since)
     original: bool
-    #: ``grad_state`` of the leaf when read: none, owned (accumulated in place) or other
-    state: str
+    #: ``grad_state`` of the leaf when read
+    state: GradState
 
 
 Event = OpEvent | NewTensor | Mutation | Backward | GradRead
@@ -139,7 +139,7 @@ class Recorder:
                 self._written.add(id(leaf))
                 if old is None:
                     own_grad(leaf, placeholder)
-                elif state == "owned":
+                elif state is GradState.OWNED:
                     self.mutate(old, "backward", old.add(placeholder))
                 else:
                     own_grad(leaf, Tensor(old.add(placeholder)))

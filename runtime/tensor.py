@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 import weakref
@@ -105,17 +106,15 @@ _TF = (True, False)
 _FT = (False, True)
 
 
-
-def _no_float_gradient(op: OpDef, inputs: tuple, data: np.ndarray) -> bool:
-    """An op on an input that requires grad gave a non-float result: no gradient (integer or
-    bool results), or a DTypeError for complex results (gradients are real-valued here)."""
+def _refuse_complex_gradient(op: OpDef, inputs: tuple, data: np.ndarray) -> None:
+    """An op on an input that requires grad gave a non-float result: integer and bool results
+    carry no gradient; a complex one raises (gradients are real-valued here)."""
     if data.dtype.kind == "c":
         raise DTypeError(with_location(
             f"{op.name}: gradients through complex numbers are not supported, and this op "
             f"gives a complex result ({data.dtype}) from an input that requires grad; operands "
             + ", ".join(describe(t) for t in inputs) + ". Use detach() on the float operand "
             "or compute under no_grad()"))
-    return False
 
 
 def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
@@ -163,7 +162,8 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
             if False in flags:
                 needs = tuple(flags)
         if rg and data.dtype.kind != "f":
-            rg = _no_float_gradient(op, inputs, data)
+            _refuse_complex_gradient(op, inputs, data)
+            rg = False
     else:
         rg = False
     rec = st.recorder
@@ -182,8 +182,11 @@ def apply(op: OpDef, inputs: tuple, attrs: dict) -> Tensor:
         node.value = data
         node.src = user_location() if rec is not None else None
         if op.save_inputs:
-            if n == 1:
-                saved: tuple = ((first._vc, first._vc[0]),)
+            if op.shape_only:
+                saved = tuple([(t._vc, t._vc[0]) for i, t in enumerate(inputs)
+                               if i not in op.shape_only])
+            elif n == 1:
+                saved = ((first._vc, first._vc[0]),)
             elif n == 2:
                 second = inputs[1]._vc
                 keep = None
@@ -594,17 +597,24 @@ def own_grad(leaf: Tensor, data: np.ndarray | Tensor) -> Tensor:
     return grad
 
 
-def grad_state(leaf: Tensor) -> str:
-    """``"none"`` (no gradient), ``"owned"`` (the next ``backward()`` adds into it in place) or
-    ``"other"`` (set by hand or shared: the next ``backward()`` makes a new one)."""
+class GradState(enum.Enum):
+    """What the next ``backward()`` does with a leaf's gradient."""
+
+    NONE = "has no gradient"  # makes one
+    OWNED = "has a gradient it owns"  # adds into it in place
+    OTHER = "has a gradient it does not own"  # set by hand or shared: makes a new one
+
+
+def grad_state(leaf: Tensor) -> GradState:
+    """The ``GradState`` of ``leaf``'s gradient."""
     grad = leaf._grad
     if grad is None:
-        return "none"
+        return GradState.NONE
     version, data = grad._vc, grad._data
     if type(version) is GradVersion and version.owner() is leaf and grad._node is None \
             and data.base is None and data.flags.writeable:
-        return "owned"
-    return "other"
+        return GradState.OWNED
+    return GradState.OTHER
 
 
 def set_grad(t: Tensor, grad: Tensor | None) -> None:

@@ -31,7 +31,7 @@ from ..ir.ops.sources import CONSTANT
 from . import pytree
 from .recorder import Backward, GradRead, Mutation, NewTensor, OpEvent, Recorder
 from .state import STATE, Tape
-from .tensor import Tensor, grad_state, is_shared_constant
+from .tensor import GradState, Tensor, grad_state, is_shared_constant
 from .walk import Reach, Snapshot, reach
 
 
@@ -85,7 +85,7 @@ class StepTrace:
     #: (``owned``: the leaf owns it, so the next ``backward()`` accumulates into it in place)
     grad_writes: list[tuple[int, int | None, bool]]
     #: ``(source of the leaf, its ``grad_state``)`` for every gradient the trace read
-    grad_reads: list[tuple[int, str]]
+    grad_reads: list[tuple[int, GradState]]
     #: sources of tensors the graph reads (their identity and ``requires_grad`` are guarded)
     captured: list[int]
     reach: Reach
@@ -115,7 +115,7 @@ class GraphBuilder:
         self.tensor_of_input: list[Any] = []
         self.updated: dict[int, Value] = {}  # graph input position -> its new value
         self.grad_owner: dict[int, Any] = {}
-        self.grad_reads: dict[int, str] = {}
+        self.grad_reads: dict[int, GradState] = {}
         self.root_of: dict[int, Any] = {}
         self.views: dict[int, list[tuple[Any, Node]]] = {}
         self.captured = 0
@@ -369,7 +369,7 @@ def _finish(builder: GraphBuilder, result: Any, found: Reach, has_backward: bool
         if final is None:
             grad_writes.append((k, None, False))
         else:
-            grad_writes.append((k, len(graph.outputs), grad_state(leaf) == "owned"))
+            grad_writes.append((k, len(graph.outputs), grad_state(leaf) is GradState.OWNED))
             graph.outputs.append(builder.value_of(final))
     _append_updates(builder)
     _refuse_aliased_updates(builder)

@@ -344,3 +344,20 @@ def test_accepted_kinds_keep_their_dtypes() -> None:
     assert Tensor(np.array([1, 2], dtype=np.int64)).dtype == np.int64
     assert Tensor(np.array([1, 2], dtype=np.uint8)).dtype == np.uint8
     assert Tensor([1j]).dtype == np.complex128
+
+
+def test_index_ops_do_not_save_the_indexed_tensor() -> None:
+    """Their gradients read only its shape: updating it in place before backward() is fine,
+    as in PyTorch (the index arrays are still checked)."""
+    w = Tensor(np.arange(6.0).reshape(3, 2)).requires_grad()
+    y = w[np.array([0, 2, 2])].sum() + w.gather(1, np.array([[1], [0], [1]])).sum()
+    with ap.no_grad():
+        w.sub_(1.0)
+    y.backward()
+    np.testing.assert_array_equal(w.grad().data(), [[1.0, 2.0], [1.0, 0.0], [2.0, 3.0]])
+    rows = Tensor(np.array([0, 1]))
+    z = w[rows].sum()
+    rows._data[0] = 2  # the index array itself changed: backward must refuse
+    rows._vc[0] += 1
+    with pytest.raises(ap.GraphError):
+        z.backward()

@@ -254,3 +254,11 @@ def test_compiled_forward_under_no_grad_updates_statistics() -> None:
 def test_bad_arguments_raise_clear_errors(call: object, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         call()
+
+
+def test_batchnorm_call_that_raises_changes_no_state() -> None:
+    bn = nn.BatchNorm1d(3)
+    with pytest.raises(ap.ShapeError):
+        bn(ap.Tensor(np.ones((1, 3), np.float32)))  # one value per channel in training
+    assert int(bn.num_batches_tracked.item()) == 0
+    np.testing.assert_array_equal(bn.running_mean.data(), np.zeros(3))

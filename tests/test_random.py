@@ -106,3 +106,13 @@ def test_numpy_seeded_random_inside_compile_is_refused_fixed_seed_allowed() -> N
     tracked(np.zeros(3))
     np.testing.assert_array_equal(tracked(np.zeros(3)).data(),
                                   expected.standard_normal(3))
+
+
+def test_dropout_on_float16_and_refusals() -> None:
+    x = ap.Tensor(np.ones(1000, np.float16))
+    y = F.dropout(x, 0.5, generator=Generator(2))
+    assert y.dtype == np.float16 and set(np.unique(y.data())) <= {0.0, 2.0}
+    with pytest.raises(ap.DTypeError, match="dropout: needs a float input"):
+        F.dropout(ap.Tensor(np.ones(3, np.int64)), 0.5)
+    layer = nn.Dropout(0.1, True)  # PyTorch's (p, inplace): the second argument is no seed
+    assert layer.inplace and layer.generator is None

@@ -121,7 +121,7 @@ def _no_grads_for_indices(grad, x):
 
 INDEX = register(OpDef(
     name="index", kind="other", impl=lambda a, *arrays, index: a[fill_index(index, arrays)],
-    infer=_index_infer, save_inputs=True,
+    infer=_index_infer, save_inputs=True, shape_only=(0,),
     vjp=lambda g, out, x, at, needs: _no_grads_for_indices(
         g.unindex(tuple(x[0].shape), at["index"], x[1:]), x),
     attrs=("index",),
@@ -136,7 +136,7 @@ def _unindex_impl(a, *arrays, shape, index):
 
 
 UNINDEX = register(OpDef(
-    name="unindex", kind="other", impl=_unindex_impl, save_inputs=True,
+    name="unindex", kind="other", impl=_unindex_impl, save_inputs=True, shape_only=(0,),
     infer=lambda x, *arrays, shape, index: (tuple(shape), np.dtype(x.dtype)),
     vjp=lambda g, out, x, at, needs: _no_grads_for_indices(g.index(at["index"], x[1:]), x),
     attrs=("shape", "index"),
@@ -355,7 +355,7 @@ def _gather_vjp(g, out, x, at, needs):
 
 GATHER = register(OpDef(
     name="gather", kind="other", impl=_gather_impl, infer=_gather_infer, vjp=_gather_vjp,
-    save_inputs=True, attrs=("dim",),
+    save_inputs=True, shape_only=(0,), attrs=("dim",),
     doc="out[i][j][k] = x[index[i][j][k]][j][k] (dim=0), PyTorch's gather; the index tensor is "
         "input %1 (read anew by each compiled call)"))
 
@@ -400,7 +400,7 @@ def _scatter_add_vjp(g, out, x, at, needs):
 
 SCATTER_ADD = register(OpDef(
     name="scatter_add", kind="other", impl=_scatter_add_impl, infer=_scatter_add_infer,
-    vjp=_scatter_add_vjp, save_inputs=True, attrs=("dim",),
+    vjp=_scatter_add_vjp, save_inputs=True, shape_only=(0, 2), attrs=("dim",),
     doc="a copy of x with src added at index along dim (PyTorch's scatter_add; repeats "
         "accumulate); the index tensor is input %1"))
 

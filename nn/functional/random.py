@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ...errors import with_location
+import numpy as np
+
+from ...errors import DTypeError, describe, with_location
 from ...runtime import Tensor
 from ...runtime.random import Generator, default_generator
 
@@ -20,6 +22,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,  # noqa: A002 
         return input
     if p == 1.0:
         return input.mul(0.0)
-    noise = (generator or default_generator).draw(input.shape, input.dtype, "uniform")
+    if input.dtype.kind != "f":
+        raise DTypeError(with_location(f"dropout: needs a float input, got {describe(input)}"))
+    draw = input.dtype if input.dtype.itemsize >= 4 else np.dtype(np.float32)  # float16: float32
+    noise = (generator or default_generator).draw(input.shape, draw, "uniform")
     keep = noise.ge(p).astype(input.dtype).mul(1.0 / (1.0 - p))
     return input.mul(keep)
