@@ -49,12 +49,14 @@ class AnomalyError(AprenderError, FloatingPointError):
     """Raised under ``detect_anomaly()`` at the first op that produces nan or inf."""
 
 
-def user_location() -> str | None:
-    """``file:line: source`` of the innermost caller outside the aprender package, if any."""
+def user_location(skip: tuple[str, ...] = ()) -> str | None:
+    """``file:line: source`` of the innermost caller outside the aprender package, if any;
+    frames of files whose names start with one of ``skip`` (another library's directory, e.g.
+    numpy's when numpy calls back into a tensor) are passed over too."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith("<aprender") and not _is_internal(filename):
+        if not filename.startswith(("<aprender", *skip)) and not _is_internal(filename):
             line = linecache.getline(filename, frame.f_lineno).strip()
             where = f"{filename}:{frame.f_lineno}"
             return f"{where}: {line}" if line else where
@@ -71,7 +73,8 @@ def describe(value: object) -> str:
     return f"{dtype}{list(shape)}"
 
 
-def with_location(message: str) -> str:
-    """Append the user's source line to ``message`` when it can be found."""
-    where = user_location()
+def with_location(message: str, skip: tuple[str, ...] = ()) -> str:
+    """Append the user's source line to ``message`` when it can be found (``skip``: as in
+    ``user_location``)."""
+    where = user_location(skip)
     return f"{message} (at {where})" if where else message

@@ -4,9 +4,9 @@
 The rules (a numpy function never silently drops a gradient):
 
 1. A ufunc called with a Tensor operand (``np.exp(t)``, ``np.add(a, t)``, ``array + t``,
-   ``array < t``, ``np.maximum(t, 0)``, ``np.matmul(a, t)``) runs the aprender op of the same
-   meaning, looked up by Tensor method name when it is called (``UFUNC_METHODS``), and returns
-   a Tensor with its gradient; inside ``ap.compile`` it is recorded like any op.
+   ``array < t``, ``np.maximum(t, 0)``, ``np.matmul(a, t)``) runs the Tensor method of the same
+   meaning (``UFUNC_METHODS``) and returns a Tensor with its gradient; inside ``ap.compile`` it
+   is recorded like any op. A ufunc without a method there follows rule 3.
    ``np.add.reduce``/``multiply``/``maximum``/``minimum``/``logical_and``/``logical_or``
    map to ``sum``/``prod``/``amax``/``amin``/``all``/``any``, ``np.add.accumulate`` to
    ``cumsum``, ``np.<binary>.outer`` to a broadcast op. Anything a tensor cannot do is a
@@ -19,11 +19,12 @@ The rules (a numpy function never silently drops a gradient):
    np.squeeze, np.expand_dims, np.broadcast_to, np.concatenate, np.stack, np.hstack, np.vstack,
    np.split, np.array_split, np.flip, np.roll, np.tile, np.tril, np.triu, np.where, np.clip,
    np.round, np.around``) run the aprender op with numpy's argument names (``axis``,
-   ``keepdims``, ``ddof``) and numpy's semantics (``axis=()`` reduces nothing, ``axis=None``
-   flattens for cumsum/argmax/concatenate), returning Tensors; Python numbers stay weak
-   operands as in ``t + 1.5``, lists and arrays follow numpy's dtypes. ``np.shape, np.ndim, np.size,
-   np.result_type`` answer from the tensor's metadata; ``np.zeros_like, np.ones_like,
-   np.empty_like`` (zeros) and ``np.full_like`` return new Tensors that do not require grad.
+   ``keepdims``, ``ddof``) and numpy's semantics (``axis=()`` reduces nothing: a new tensor of
+   the same values, ``axis=None`` flattens for cumsum/argmax/concatenate), returning Tensors;
+   Python numbers stay weak operands as in ``t + 1.5``, lists and arrays follow numpy's dtypes.
+   ``np.shape, np.ndim, np.size, np.result_type`` answer from the tensor's metadata;
+   ``np.zeros_like, np.ones_like, np.empty_like`` (zeros) and ``np.full_like`` return new
+   Tensors that do not require grad.
    Arguments a tensor op cannot take (``out=``, ``where=``, ``initial=``, ``order='F'``) are a
    TypeError.
 3. Any other numpy function or ufunc: when a Tensor argument requires grad (a leaf marked
@@ -39,16 +40,16 @@ The rules (a numpy function never silently drops a gradient):
 
 from __future__ import annotations
 
-import linecache
+import itertools
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from ..errors import _is_internal, describe
+from ..errors import describe, with_location
+from .functional import as_tensor, concat, einsum, first_tensor, stack, where
 from .state import STATE
 from .tensor import Tensor
 
@@ -56,30 +57,20 @@ _NO = np._NoValue  # numpy's "not given" default, as numpy's own signatures use 
 
 # --- ufuncs (rule 1) ---------------------------------------------------------------------------
 
-#: numpy ufunc name -> the Tensor method of the same meaning (looked up at call time: ops added
-#: later join automatically); names missing here are numpy's and the method's own
+#: numpy ufunc name -> the Tensor method of the same meaning; a ufunc not listed has no
+#: aprender op (rule 3). Add a name here when its Tensor method is added.
 UFUNC_METHODS: dict[str, str] = {
     # arithmetic
     "add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "power": "pow",
     "negative": "neg", "absolute": "abs", "fabs": "abs", "sign": "sign", "square": "square",
-    "reciprocal": "reciprocal", "maximum": "maximum", "minimum": "minimum",
-    "floor_divide": "floor_divide", "remainder": "remainder", "fmod": "fmod",
-    "matmul": "matmul", "hypot": "hypot", "arctan2": "atan2", "copysign": "copysign",
-    "logaddexp": "logaddexp",
-    # exponentials, logarithms, roots
-    "exp": "exp", "exp2": "exp2", "expm1": "expm1", "log": "log", "log2": "log2",
-    "log10": "log10", "log1p": "log1p", "sqrt": "sqrt",
-    # trigonometry and hyperbolic functions
-    "sin": "sin", "cos": "cos", "tan": "tan", "arcsin": "asin", "arccos": "acos",
-    "arctan": "atan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "arcsinh": "asinh",
-    "arccosh": "acosh", "arctanh": "atanh",
+    "maximum": "maximum", "minimum": "minimum", "matmul": "matmul",
+    # exponentials, logarithms, roots, trigonometry
+    "exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
     # rounding (rint rounds half to even, as PyTorch's round)
-    "floor": "floor", "ceil": "ceil", "trunc": "trunc", "rint": "round",
-    # predicates, comparisons, logic (no gradient)
-    "isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite", "signbit": "signbit",
-    "greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le", "equal": "eq",
-    "not_equal": "ne", "logical_not": "logical_not", "logical_and": "logical_and",
-    "logical_or": "logical_or", "logical_xor": "logical_xor",
+    "floor": "floor", "rint": "round",
+    # predicates and comparisons (no gradient)
+    "isnan": "isnan", "isinf": "isinf", "greater": "gt", "greater_equal": "ge", "less": "lt",
+    "less_equal": "le", "equal": "eq", "not_equal": "ne",
 }
 
 #: ``ufunc.reduce`` -> the reduction it is (``_reduction`` picks the method)
@@ -105,21 +96,9 @@ def _foreign(values: Any) -> bool:
     return False
 
 
-_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
-
-
-def with_location(message: str) -> str:
-    """``message`` with the user's line: the innermost frame outside aprender and numpy (numpy
-    calls ``__array__`` from its own code, as in ``np.r_[t]``)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not (filename.startswith(("<aprender", _NUMPY_DIR)) or _is_internal(filename)):
-            line = linecache.getline(filename, frame.f_lineno).strip()
-            where = f"{filename}:{frame.f_lineno}" + (f": {line}" if line else "")
-            return f"{message} (at {where})"
-        frame = frame.f_back
-    return message
+#: frames that are not the user's line either: numpy calls ``__array__`` from its own code
+#: (``np.r_[t]``)
+_NUMPY_FRAMES = (os.path.dirname(os.path.abspath(np.__file__)) + os.sep,)
 
 
 def conversion_error(t: Tensor) -> TypeError:
@@ -128,12 +107,13 @@ def conversion_error(t: Tensor) -> TypeError:
         f"can't convert {describe(t)}, a tensor that requires grad, to a numpy array "
         f"(np.asarray, np.array, np.r_, or a numpy function without an aprender op): the "
         f"gradient would be lost. Use t.data() (or t.detach()) for the values without "
-        f"gradients, or ap.stack / ap.concat to build a tensor from tensors with gradients"))
+        f"gradients, or ap.stack / ap.concat to build a tensor from tensors with gradients",
+        _NUMPY_FRAMES))
 
 
 def _refuse(name: str, what: str, instead: str) -> TypeError:
     return TypeError(with_location(f"{name}: {what} is not supported on aprender tensors; "
-                                   f"{instead}"))
+                                   f"{instead}", _NUMPY_FRAMES))
 
 
 def _not_differentiable(name: str, t: Tensor, hint: str = "") -> TypeError:
@@ -141,18 +121,7 @@ def _not_differentiable(name: str, t: Tensor, hint: str = "") -> TypeError:
     return TypeError(with_location(
         f"{name} is not differentiable in aprender: its operand {describe(t)} requires grad, "
         f"and computing on its values would drop the gradient; {hint}, or call .data() to "
-        f"work on the values without gradients"))
-
-
-def _method(t: Tensor, name: str) -> Callable | None:
-    fn = getattr(t, name, None)
-    return fn if callable(fn) else None
-
-
-def _first_tensor(values: Any) -> Tensor:
-    found: list[Tensor] = []
-    _collect(values, found)
-    return found[0]
+        f"work on the values without gradients", _NUMPY_FRAMES))
 
 
 def _collect(obj: Any, found: list[Tensor]) -> None:
@@ -221,11 +190,10 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
         return _ufunc_reduce(ufunc, name, inputs, kwargs)
     if method == "accumulate" and ufunc.__name__ == "add":
         t = inputs[0] if isinstance(inputs[0], Tensor) else Tensor(inputs[0])
-        if _method(t, "cumsum") is not None:
-            return t.cumsum(kwargs.get("axis", 0))
+        return t.cumsum(kwargs.get("axis", 0))
     if method == "outer" and ufunc.__name__ in UFUNC_METHODS and ufunc.nin == 2:
         a, b = inputs
-        like = a if isinstance(a, Tensor) else b
+        like = first_tensor(a, b)
         a, b = _tensor(a, like), _tensor(b, like)
         return _ufunc_call(ufunc, name, (a.reshape(tuple(a.shape) + (1,) * b.ndim), b))
     instead = {"at": "it updates an array in place; tensors are updated by ops that return a "
@@ -237,22 +205,21 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
 
 
 def _ufunc_call(ufunc: np.ufunc, name: str, inputs: tuple) -> Any:
-    like = next(v for v in inputs if isinstance(v, Tensor))
+    like = first_tensor(*inputs)
     method = UFUNC_METHODS.get(ufunc.__name__)
     if ufunc.__name__ == "positive" and len(inputs) == 1:
         return like
-    first = _tensor(inputs[0], like)
-    fn = _method(first, method) if method is not None else None
-    if fn is None:
+    if method is None:
         return _on_values(name, ufunc, inputs, {},
                           f"aprender has no op for {name} yet (no Tensor method "
-                          f"{method or ufunc.__name__})")
+                          f"{ufunc.__name__})")
+    first = _tensor(inputs[0], like)
     # the other operand as the operator would take it (``t ** 2`` keeps 2 an attribute)
     rest = [v if isinstance(v, Tensor | bool | int | float | np.generic) else _tensor(v, like)
             for v in inputs[1:]]
     if ufunc.__name__ == "power" and first is not inputs[0]:
         return first.power(*rest)  # a number or array base: the exponent is the tensor
-    return fn(*rest)
+    return getattr(first, method)(*rest)
 
 
 def _ufunc_reduce(ufunc: np.ufunc, name: str, inputs: tuple, kwargs: dict) -> Any:
@@ -261,17 +228,10 @@ def _ufunc_reduce(ufunc: np.ufunc, name: str, inputs: tuple, kwargs: dict) -> An
         raise _refuse(name, "reduce()", "use the reduction methods (sum, prod, amax, amin, "
                       "all, any)")
     t = inputs[0] if isinstance(inputs[0], Tensor) else Tensor(inputs[0])
-    try:
-        return _reduction(reduction, t, kwargs.get("axis", 0), bool(kwargs.get("keepdims")))
-    except _Unavailable:
-        raise _refuse(name, "reduce()", f"aprender has no Tensor method {reduction} yet") from None
+    return _reduction(reduction, t, kwargs.get("axis", 0), bool(kwargs.get("keepdims")))
 
 
 # --- reductions shared by ufunc.reduce and the array functions -------------------------------
-
-class _Unavailable(Exception):
-    """No aprender op for this call yet: rule 3 decides (values, or a TypeError)."""
-
 
 def _axis_arg(axis: Any) -> Any:
     if axis is None or isinstance(axis, int | np.integer):
@@ -284,11 +244,10 @@ def _reduction(kind: str, t: Tensor, axis: Any, keepdims: bool) -> Tensor:
     tuple) with numpy's ``keepdims``."""
     axis = _axis_arg(axis)
     if axis == () and kind not in ("any", "all"):
-        return t  # numpy reduces over no axis (PyTorch's dim=() would reduce over all)
-    fn = _method(t, kind)
-    if fn is None:
-        raise _Unavailable(kind)
-    return fn(axis=axis, keepdims=keepdims)
+        # numpy reduces over no axis (PyTorch's dim=() would reduce over all): a new tensor of
+        # the same values (a same-shape reshape is its own node), gradient connected
+        return t.reshape(t.shape)
+    return getattr(t, kind)(axis=axis, keepdims=keepdims)
 
 
 # --- array functions (rule 2) ------------------------------------------------------------------
@@ -314,13 +273,9 @@ def array_function(func: Callable, types: tuple, args: tuple, kwargs: dict) -> A
     if not all(issubclass(t, Tensor | np.ndarray) for t in types):
         return NotImplemented
     impl = HANDLED.get(func)
-    name = _fname(func)
     if impl is not None:
-        try:
-            return impl(*args, **kwargs)
-        except _Unavailable as e:
-            hint = f"aprender has no Tensor method {e.args[0]} yet"
-            return _on_values(name, func, args, kwargs, hint)
+        return impl(*args, **kwargs)
+    name = _fname(func)
     return _on_values(name, func, args, kwargs, _HINTS.get(name, ""))
 
 
@@ -336,13 +291,11 @@ _HINTS = {
 
 
 def _tensor(value: Any, like: Tensor) -> Tensor:
-    """``value`` as a tensor beside ``like``: Python numbers are weak (keep ``like``'s dtype, as
-    in ``t + 1.5``), anything else follows numpy (a list of floats is float64)."""
-    if isinstance(value, Tensor):
-        return value
-    if not isinstance(value, bool | int | float | np.ndarray | np.generic):
+    """``value`` as ``functional.as_tensor`` makes it beside ``like`` (Python numbers weak),
+    except that a list or other array-like follows numpy (a list of floats is float64)."""
+    if not isinstance(value, Tensor | bool | int | float | np.ndarray | np.generic):
         value = np.asarray(value)
-    return like._coerce(value)
+    return as_tensor(value, like)
 
 
 def _no(name: str, **given: Any) -> None:
@@ -429,10 +382,7 @@ def _moment(name: str, a: Tensor, axis: Any, dtype: Any, ddof: Any, keepdims: An
     if axis == ():  # numpy: each element alone (PyTorch's dim=() would reduce over all)
         var = t.sub(t).div(max(1 - ddof, 0))
         return var.sqrt() if name == "std" else var
-    fn = _method(t, name)
-    if fn is None:
-        raise _Unavailable(name)
-    return fn(axis=axis, correction=ddof, keepdims=_keep(keepdims))
+    return getattr(t, name)(axis=axis, correction=ddof, keepdims=_keep(keepdims))
 
 
 @implements(np.var)
@@ -450,9 +400,7 @@ def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=_NO, *, where=_NO,
 
 
 def _arg(kind: str, a: Tensor, axis: Any, keepdims: Any) -> Tensor:
-    fn = _method(a, kind)
-    if fn is None:
-        raise _Unavailable(kind)
+    fn = getattr(a, kind)
     if axis is None:  # the index in the flattened values; numpy's keepdims keeps every axis
         out = fn()
         return out.reshape((1,) * a.ndim) if _keep(keepdims) else out
@@ -474,8 +422,6 @@ def _argmin(a, axis=None, out=None, *, keepdims=_NO):
 @implements(np.cumsum)
 def _cumsum(a, axis=None, dtype=None, out=None):
     _no("cumsum", out=out)
-    if _method(a, "cumsum") is None:
-        raise _Unavailable("cumsum")
     t = _cast(a, dtype)
     if axis is None:  # numpy: over the flattened values
         return t.reshape(-1).cumsum(axis=0)
@@ -487,7 +433,7 @@ def _cumsum(a, axis=None, dtype=None, out=None):
 @implements(np.dot)
 def _dot(a, b, out=None):
     _no("dot", out=out)
-    like = _first_tensor((a, b))
+    like = first_tensor(a, b)
     a, b = _tensor(a, like), _tensor(b, like)
     if a.ndim == 0 or b.ndim == 0:
         return a.mul(b)
@@ -500,7 +446,7 @@ def _dot(a, b, out=None):
 
 @implements(np.inner)
 def _inner(a, b):
-    like = _first_tensor((a, b))
+    like = first_tensor(a, b)
     a, b = _tensor(a, like), _tensor(b, like)
     if a.ndim == 0 or b.ndim == 0:
         return a.mul(b)
@@ -512,7 +458,7 @@ def _inner(a, b):
 @implements(np.outer)
 def _outer(a, b, out=None):
     _no("outer", out=out)
-    like = _first_tensor((a, b))
+    like = first_tensor(a, b)
     a, b = _tensor(a, like), _tensor(b, like)
     return a.reshape(-1, 1).mul(b.reshape(1, -1))
 
@@ -524,13 +470,10 @@ def _einsum(*operands, out=None, optimize=False, **kwargs):
         if not (key == "dtype" and value is None or key == "casting" and value == "safe"
                 or key == "order" and value == "K"):
             raise _refuse("numpy.einsum", f"{key}=", "call it without this argument")
-    einsum = getattr(sys.modules[__package__.rsplit(".", 1)[0]], "einsum", None)
-    if einsum is None:
-        raise _Unavailable("einsum (ap.einsum)")
     if not isinstance(operands[0], str):
         raise _refuse("numpy.einsum", "the sublist form einsum(op, [0, 1], ...)",
                       "write the subscripts as a string: np.einsum('ij,jk->ik', a, b)")
-    like = _first_tensor(operands[1:])
+    like = first_tensor(*operands[1:])
     return einsum(operands[0], *[_tensor(x, like) for x in operands[1:]])
 
 
@@ -603,14 +546,8 @@ def _joined(name: str, arrays: Any, dtype: Any, casting: Any) -> list[Tensor]:
     if casting not in (None, "same_kind"):
         raise _refuse(f"numpy.{name}", f"casting={casting!r}", "cast with .astype() first")
     arrays = list(arrays)
-    like = _first_tensor(arrays)
+    like = first_tensor(*arrays)
     return [_cast(_tensor(x, like), dtype) for x in arrays]
-
-
-def _functional() -> Any:
-    from . import functional
-
-    return functional
 
 
 @implements(np.concatenate)
@@ -619,92 +556,80 @@ def _concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     values = _joined("concatenate", arrays, dtype, casting)
     if axis is None:
         values, axis = [v.reshape(-1) for v in values], 0
-    return _functional().concat(values, int(axis))
+    return concat(values, int(axis))
 
 
 @implements(np.stack)
 def _stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     _no("stack", out=out)
-    return _functional().stack(_joined("stack", arrays, dtype, casting), int(axis))
+    return stack(_joined("stack", arrays, dtype, casting), int(axis))
 
 
 @implements(np.hstack)
 def _hstack(tup, *, dtype=None, casting="same_kind"):
     values = [v if v.ndim else v.reshape(1) for v in _joined("hstack", tup, dtype, casting)]
-    return _functional().concat(values, 0 if values and values[0].ndim == 1 else 1)
+    return concat(values, 0 if values and values[0].ndim == 1 else 1)
 
 
 @implements(np.vstack)
 def _vstack(tup, *, dtype=None, casting="same_kind"):
     values = [v.reshape(_like_shape(np.atleast_2d, v)) if v.ndim < 2 else v
               for v in _joined("vstack", tup, dtype, casting)]
-    return _functional().concat(values, 0)
+    return concat(values, 0)
 
 
-def _pieces(a: Tensor, bounds: list[int], axis: int) -> list[Tensor]:
-    lead = (slice(None),) * axis
-    return [a[lead + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def _split_bounds(n: int, sections: Any, equal: bool) -> list[int]:
-    if isinstance(sections, int | np.integer):
-        sections = int(sections)
-        if sections <= 0:
-            raise ValueError("number sections must be larger than 0.")
-        if equal and n % sections:
-            raise ValueError("array split does not result in an equal division")
-        each, extra = divmod(n, sections)
-        sizes = [0] + [each + 1] * extra + [each] * (sections - extra)
-        return np.cumsum(sizes).tolist()
-    return [0, *[int(i) for i in sections], n]
+def _pieces(ary: Tensor, indices_or_sections: Any, axis: Any, equal: bool) -> list[Tensor]:
+    """numpy's ``split`` (``equal``) or ``array_split`` of ``ary`` along ``axis``."""
+    axis = normalize_axis_index(int(axis), ary.ndim)
+    n = ary.shape[axis]
+    if not isinstance(indices_or_sections, int | np.integer):
+        # indices are slice bounds, as in numpy: negative, past the end or decreasing ones
+        # (overlapping pieces) are beyond Tensor.split's sizes
+        bounds = [0, *(int(i) for i in indices_or_sections), n]
+        lead = (slice(None),) * axis
+        return [ary[lead + (slice(lo, hi),)] for lo, hi in itertools.pairwise(bounds)]
+    sections = int(indices_or_sections)
+    if sections <= 0:
+        raise ValueError("number sections must be larger than 0.")
+    if equal and n % sections:
+        raise ValueError("array split does not result in an equal division")
+    each, extra = divmod(n, sections)  # array_split: the first pieces one longer
+    return list(ary.split([each + 1] * extra + [each] * (sections - extra), axis))
 
 
 @implements(np.split)
 def _split(ary, indices_or_sections, axis=0):
-    axis = normalize_axis_index(int(axis), ary.ndim)
-    return _pieces(ary, _split_bounds(ary.shape[axis], indices_or_sections, True), axis)
+    return _pieces(ary, indices_or_sections, axis, True)
 
 
 @implements(np.array_split)
 def _array_split(ary, indices_or_sections, axis=0):
-    axis = normalize_axis_index(int(axis), ary.ndim)
-    return _pieces(ary, _split_bounds(ary.shape[axis], indices_or_sections, False), axis)
+    return _pieces(ary, indices_or_sections, axis, False)
 
 
 @implements(np.flip)
 def _flip(m, axis=None):
-    axes = tuple(range(m.ndim)) if axis is None else normalize_axis_tuple(axis, m.ndim)
-    if _method(m, "flip") is not None:
-        return m.flip(axes)
-    return m[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(m.ndim))]
+    return m.flip(tuple(range(m.ndim)) if axis is None else normalize_axis_tuple(axis, m.ndim))
 
 
 @implements(np.tile)
 def _tile(A, reps):  # noqa: N803 - numpy's name
-    if _method(A, "repeat") is None:  # PyTorch's repeat is numpy's tile
-        raise _Unavailable("repeat")
     reps = (int(reps),) if isinstance(reps, int | np.integer) else tuple(int(r) for r in reps)
-    return A.repeat((1,) * (A.ndim - len(reps)) + reps)
+    return A.repeat((1,) * (A.ndim - len(reps)) + reps)  # PyTorch's repeat is numpy's tile
 
 
 @implements(np.roll)
 def _roll(a, shift, axis=None):
-    if _method(a, "roll") is None:
-        raise _Unavailable("roll")
     return a.roll(shift, axis)
 
 
 @implements(np.tril)
 def _tril(m, k=0):
-    if _method(m, "tril") is None:
-        raise _Unavailable("tril")
     return m.tril(int(k))
 
 
 @implements(np.triu)
 def _triu(m, k=0):
-    if _method(m, "triu") is None:
-        raise _Unavailable("triu")
     return m.triu(int(k))
 
 
@@ -712,13 +637,14 @@ def _triu(m, k=0):
 
 @implements(np.where)
 def _where(condition, x=_NO, y=_NO):
-    if x is _NO and y is _NO:
-        raise _Unavailable("nonzero (one-argument where)")
+    if x is _NO and y is _NO:  # the indices of the true values: no aprender op yet (rule 3)
+        return _on_values("numpy.where", np.where, (condition,), {},
+                          "aprender has no Tensor method nonzero (one-argument where) yet")
     if x is _NO or y is _NO:
         raise ValueError("either both or neither of x and y should be given")
     if isinstance(condition, Tensor) and condition.dtype != np.bool_:
         condition = condition.ne(0)
-    return _functional().where(condition, x, y)
+    return where(condition, x, y)
 
 
 @implements(np.clip)
@@ -731,7 +657,7 @@ def _clip(a, a_min=_NO, a_max=_NO, out=None, *, min=_NO, max=_NO, **kwargs):  # 
     lo, hi = (None if v is _NO else v for v in (lo, hi))
     if lo is None and hi is None:
         raise ValueError("One of max or min must be given")
-    t = _tensor(a, _first_tensor((a, lo, hi)))
+    t = _tensor(a, first_tensor(a, lo, hi))
     if all(v is None or isinstance(v, int | float | np.number) for v in (lo, hi)):
         # number bounds are attributes (Python numbers: weak, an int tensor stays int)
         return t.clip(*(v.item() if isinstance(v, np.number) else v for v in (lo, hi)))
@@ -743,8 +669,6 @@ def _clip(a, a_min=_NO, a_max=_NO, out=None, *, min=_NO, max=_NO, **kwargs):  # 
 @implements(np.round, np.around)
 def _round(a, decimals=0, out=None):
     _no("round", out=out)
-    if _method(a, "round") is None:
-        raise _Unavailable("round")
     return a.round(decimals=int(decimals))
 
 

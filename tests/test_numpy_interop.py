@@ -12,7 +12,6 @@ from gradcheck import check_first_order
 import aprender as ap
 from aprender.autograd import Tensor
 from aprender.errors import GraphError
-from aprender.runtime import numpy_interop as interop
 from aprender.runtime.numpy_interop import HANDLED, UFUNC_METHODS
 
 RNG = np.random.default_rng(0)
@@ -120,27 +119,22 @@ def test_matmul_ufunc_dispatches() -> None:
     _check(lambda y: np.matmul(a, y), lambda y: np.matmul(a, y), [b])
 
 
-def test_every_mapped_ufunc_with_a_tensor_method_matches_numpy() -> None:
-    """Whatever Tensor methods exist when the suite runs (ops are looked up by name at call
-    time), the ufunc gives numpy's values through them, with gradients where the op has one."""
-    checked = 0
+def test_every_mapped_ufunc_runs_its_tensor_method_and_matches_numpy() -> None:
+    """Every ufunc in UFUNC_METHODS names a Tensor method, and gives numpy's values through it,
+    with gradients where the op has one."""
     for name, method in UFUNC_METHODS.items():
         ufunc = getattr(np, name)
-        if name == "matmul" or not callable(getattr(Tensor, method, None)):
-            continue  # matmul: test_matmul_ufunc_dispatches
-        lo, hi = (1.15, 1.45) if name == "arccosh" else (0.15, 0.45)  # domains, no integers
-        arrays = _arrays(*[(2, 3)] * ufunc.nin, lo=lo, hi=hi, seed=6)
-        if name in ("logical_and", "logical_or", "logical_xor", "logical_not"):
-            arrays = [a > 0.3 for a in arrays]
+        assert isinstance(ufunc, np.ufunc) and callable(getattr(Tensor, method, None)), name
+        if name == "matmul":
+            continue  # test_matmul_ufunc_dispatches
+        arrays = _arrays(*[(2, 3)] * ufunc.nin, lo=0.15, hi=0.45, seed=6)  # domains, no integers
         out = ufunc(*[Tensor(a) for a in arrays])
         expected = ufunc(*arrays)
         assert isinstance(out, Tensor), name
         assert out.dtype == expected.dtype, (name, out.dtype, expected.dtype)
         np.testing.assert_allclose(out.data(), expected, rtol=1e-12, atol=1e-14, err_msg=name)
-        if expected.dtype.kind == "f" and name not in ("floor_divide", "remainder", "fmod"):
+        if expected.dtype.kind == "f":
             check_first_order(lambda *xs, u=ufunc: u(*xs), arrays)
-        checked += 1
-    assert checked >= 25  # today's ops: arithmetic, exp/log/sqrt/tanh, comparisons, ...
 
 
 def test_ufunc_outer_and_reduce_map_to_ops() -> None:
@@ -154,10 +148,10 @@ def test_ufunc_outer_and_reduce_map_to_ops() -> None:
     _check(lambda x: np.add.reduce(x, 1), lambda x: np.add.reduce(x, 1), [m])
     _check(lambda x: np.maximum.reduce(x, axis=None), lambda x: np.maximum.reduce(x, None), [m])
     _check(lambda x: np.minimum.reduce(x, axis=-1), lambda x: np.minimum.reduce(x, -1), [m])
-    if callable(getattr(Tensor, "prod", None)):
-        _check(lambda x: np.multiply.reduce(x, axis=1), lambda x: np.multiply.reduce(x, 1), [m])
-    if callable(getattr(Tensor, "cumsum", None)):
-        _check(lambda x: np.add.accumulate(x, axis=1), lambda x: np.add.accumulate(x, 1), [m])
+    _check(lambda x: np.multiply.reduce(x, axis=1), lambda x: np.multiply.reduce(x, 1), [m])
+    _check(lambda x: np.add.accumulate(x, axis=1), lambda x: np.add.accumulate(x, 1), [m])
+    _check(lambda x: np.logical_and.reduce(x > 0, axis=0),
+           lambda x: np.logical_and.reduce(x > 0, axis=0), [m], grads=False)
 
 
 @pytest.mark.parametrize("call, match", [
@@ -185,6 +179,25 @@ def test_in_place_operator_on_an_array_with_a_tensor_raises() -> None:
     with pytest.raises(TypeError, match=r"array \+= tensor"):
         arr += Tensor(np.ones(3)).requires_grad()
     np.testing.assert_array_equal(arr, 0.0)
+
+
+@pytest.mark.parametrize("ufunc", [np.tan, np.log1p, np.arctan2, np.hypot, np.isfinite,
+                                   np.logical_and, np.logical_not, np.remainder],
+                         ids=lambda u: u.__name__)
+def test_ufuncs_without_a_tensor_method_follow_rule_3(ufunc) -> None:
+    """Ufuncs not in UFUNC_METHODS (no Tensor method of that name) are not differentiable in
+    aprender: refused when an operand requires grad, numpy on the values otherwise."""
+    assert ufunc.__name__ not in UFUNC_METHODS
+    arrays = _arrays(*[(3,)] * ufunc.nin, lo=0.2, hi=0.8, seed=9)
+    with pytest.raises(TypeError, match=rf"numpy\.{ufunc.__name__} is not differentiable in "
+                                        r"aprender.*requires grad.*no Tensor method"):
+        ufunc(Tensor(arrays[0]).requires_grad(), *arrays[1:])
+    if ufunc.nin == 2:
+        with pytest.raises(TypeError, match="not differentiable"):
+            ufunc(arrays[0], Tensor(arrays[1]).requires_grad())  # a tensor on the right
+    out = ufunc(*[Tensor(a) for a in arrays])
+    assert type(out) is np.ndarray
+    np.testing.assert_array_equal(out, ufunc(*arrays))
 
 
 def test_ufunc_without_an_op_raises_for_grad_and_computes_values_otherwise() -> None:
@@ -287,7 +300,7 @@ def test_array_functions_keep_the_graph_and_return_tensors() -> None:
 
 
 def test_functions_of_newer_ops_dispatch() -> None:
-    """Functions whose Tensor method is looked up at call time."""
+    """Functions run by the Tensor methods added with the shape and reduction ops."""
     (m,) = _distinct((3, 4), seed=30)
     pos = np.abs(m) + 0.5
     cases = [
@@ -315,20 +328,51 @@ def test_functions_of_newer_ops_dispatch() -> None:
         _check(fn, fn, arrays, grads=grads)
 
 
-def test_a_function_whose_tensor_method_is_missing_follows_the_fallback_rule(
-        monkeypatch) -> None:
-    real = interop._method
-    monkeypatch.setattr(interop, "_method",
-                        lambda t, name: None if name == "cumsum" else real(t, name))
-    x = np.array([[1.0, 2.0], [3.0, 4.0]])
-    with pytest.raises(TypeError, match=r"numpy\.cumsum is not differentiable in aprender.*"
-                                        r"no Tensor method cumsum"):
-        np.cumsum(Tensor(x).requires_grad(), axis=1)
-    out = np.cumsum(Tensor(x), axis=1)  # a plain tensor: numpy on the values
-    assert type(out) is np.ndarray
-    np.testing.assert_array_equal(out, [[1.0, 3.0], [3.0, 7.0]])
-    with pytest.raises(TypeError, match=r"numpy\.add\.accumulate.*cumsum"):
-        np.add.accumulate(Tensor(x))
+@pytest.mark.parametrize("func", [np.sum, np.mean, np.max, np.min, np.prod])
+def test_reducing_over_no_axis_gives_a_new_tensor_with_the_gradient(func) -> None:
+    x = Tensor(A3).requires_grad()
+    out = func(x, axis=())
+    assert isinstance(out, Tensor) and out is not x and out.requires_grad_enabled()
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_array_equal(out.data(), func(A3, axis=()))
+    (out * B3).sum().backward()
+    np.testing.assert_array_equal(x.grad().data(), B3)
+
+
+@pytest.mark.parametrize("split, args", [
+    (np.split, (2,)), (np.split, (4, 2)), (np.split, ([1, 3], 2)), (np.split, ([-1], 1)),
+    (np.split, ([3, 1], 2)), (np.split, ([0, 9], 2)), (np.split, (1, -1)),
+    (np.array_split, (3, 2)), (np.array_split, (5, 1)), (np.array_split, ([2], -1)),
+], ids=lambda v: getattr(v, "__name__", repr(v)))
+def test_split_pieces_equal_numpy_with_gradients(split, args) -> None:
+    """Section counts (equal for np.split, the first pieces longer for np.array_split) and
+    index lists with numpy's slice bounds (negative, past the end, decreasing)."""
+    expected = split(A3, *args)
+    pieces = split(Tensor(A3), *args)
+    assert isinstance(pieces, list) and len(pieces) == len(expected)
+    for piece, want in zip(pieces, expected, strict=True):
+        assert isinstance(piece, Tensor) and piece.shape == want.shape
+        np.testing.assert_array_equal(piece.data(), want)
+    check_first_order(lambda x: ap.concat([p.reshape(-1) for p in split(x, *args)]), [A3])
+
+
+def test_split_refuses_what_numpy_refuses() -> None:
+    t = Tensor(A3)
+    with pytest.raises(ValueError, match="equal division"):
+        np.split(t, 5, axis=2)
+    with pytest.raises(ValueError, match="larger than 0"):
+        np.array_split(t, 0)
+    assert [p.shape for p in np.split(Tensor(np.zeros((0, 2))), 3)] == [(0, 2)] * 3
+
+
+def test_one_argument_where_follows_rule_3() -> None:
+    x = np.array([0.0, 1.5, 0.0, 2.0])
+    with pytest.raises(TypeError, match=r"numpy\.where is not differentiable in aprender.*"
+                                        r"no Tensor method nonzero"):
+        np.where(Tensor(x).requires_grad())
+    out = np.where(Tensor(x))
+    assert isinstance(out, tuple) and type(out[0]) is np.ndarray
+    np.testing.assert_array_equal(out[0], [1, 3])
 
 
 def test_einsum_dispatches_to_ap_einsum() -> None:
