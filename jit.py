@@ -37,6 +37,7 @@ from .runtime.state import STATE
 from .runtime.tensor import Tensor, _wrap, own_grad
 from .runtime.tracing import (
     GraphBuilder,
+    NumpyArgument,
     Result,
     StateChange,
     StepTrace,
@@ -47,10 +48,20 @@ from .runtime.tracing import (
 from .runtime.walk import FUNCTIONS, SCALARS, reach
 
 
+def _input_roots(graph: Graph) -> dict[int, int]:
+    """Value id -> input position, for every input and every view of one."""
+    roots = {id(v): j for j, v in enumerate(graph.inputs)}
+    for node in graph.nodes:
+        if node.op.aliases_input and id(node.inputs[0]) in roots:
+            roots[id(node.out)] = roots[id(node.inputs[0])]
+    return roots
+
+
 def _borrowed(graph: Graph) -> set[int]:
-    """Output positions whose arrays may be a graph input's or a constant's (or views of them):
-    returned to the user, they must be copied, or a later write would reach them."""
-    shared = {id(v) for v in graph.inputs}
+    """Output positions whose arrays may be a graph input's, a constant's or an updated input's
+    new array (or views of them): returned to the user, they must be copied, or a later write
+    would reach them."""
+    shared = set(_input_roots(graph)) | {id(graph.outputs[k]) for _, k in graph.updates}
     for node in graph.nodes:
         if node.op is CONSTANT or (node.op.aliases_input and id(node.inputs[0]) in shared):
             shared.add(id(node.out))
@@ -92,6 +103,11 @@ class Entry:
             else:
                 self._template.append(fixed._data if isinstance(fixed, Tensor) else fixed)
         self._borrowed = _borrowed(forward.graph)
+        # saved values that are inputs (or views of them): the backward reads those inputs
+        roots = _input_roots(forward.graph)
+        first = len(forward.graph.outputs) - n_saved
+        self._saved_inputs = {k - first: roots[id(v)] for k, v in
+                              enumerate(forward.graph.outputs) if k >= first and id(v) in roots}
         self._updates = [(j, k, step.inputs[j]) for j, k in step.graph.updates]
         self.op = OpDef(name=f"compiled[{step.graph.name}]", kind="other", impl=None,
                         infer=None, vjp=self._vjp, save_inputs=True)
@@ -162,12 +178,20 @@ class Entry:
     # --- compiled forwards join the eager graph -----------------------------------------------
     def _join(self, leaves: list, outs: tuple) -> dict[int, Tensor]:
         """Results with a gradient path become nodes whose backward runs the compiled
-        backward on what the forward saved; every input's version is checked then."""
+        backward on what the forward saved; the versions of the inputs it reads are checked
+        then, and numpy arguments it reads are copied now."""
         step = self.step
         wrt = tuple(self._object(step.inputs[j].source, leaves) for j in step.wrt)
-        tensors = [self._object(inp.source, leaves) for inp in step.inputs]
-        saved_versions = tuple((t._vc, t._vc[0]) for t in tensors if isinstance(t, Tensor))
-        call = _Call(tuple(outs[:len(outs) - self.n_saved]), tuple(outs[len(outs) - self.n_saved:]))
+        saved = list(outs[len(outs) - self.n_saved:])
+        versions = []
+        for k, j in self._saved_inputs.items():  # only what the backward reads, as eager
+            obj = self._object(step.inputs[j].source, leaves)
+            if isinstance(obj, Tensor):
+                versions.append((obj._vc, obj._vc[0]))
+            else:  # a numpy argument: eager's Tensor(x) copied it
+                saved[k] = np.array(saved[k], copy=True)
+        saved_versions = tuple(versions)
+        call = _Call(tuple(outs[:len(outs) - self.n_saved]), tuple(saved))
         tape = STATE.tape
         joined = {}
         for k in self.cotangent_outputs:
@@ -261,7 +285,7 @@ class CompiledFunction:
                           f"past its cache limit of {self.cache_limit} (nothing falls back to "
                           f"eager); this miss: {reason}", RuntimeWarning, stacklevel=4)
         start = time.perf_counter()
-        stand_ins = {id(x): Tensor._as_input(x) for x in leaves if type(x) is np.ndarray}
+        stand_ins = {id(x): NumpyArgument.stand_in(x) for x in leaves if type(x) is np.ndarray}
         t_args, t_kwargs = pytree.rebuild((args, kwargs), lambda x: stand_ins.get(id(x), x))
         t_leaves = [stand_ins.get(id(x), x) for x in leaves]
         objects = [(n, x) for n, x in zip(names, leaves, strict=True) if pytree.by_reference(x)]

@@ -43,11 +43,13 @@ class Generator:
         return self
 
     def initial_seed(self) -> int:
-        return int(self.state._data[0])
+        """The key the stream was seeded with (a value read: not inside a compiled function)."""
+        return int(self.state.data()[0])
 
     def get_state(self) -> np.ndarray:
-        """A copy of the state (``[key, counter]``)."""
-        return self.state._data.copy()
+        """A copy of the state (``[key, counter]``; a value read: not inside a compiled
+        function, where the state is a graph input)."""
+        return self.state.data().copy()
 
     def set_state(self, state: Any) -> None:
         """Restore a state from ``get_state()``."""

@@ -122,6 +122,13 @@ class Recorder:
     def backward(self, root: Any, leaf_grads: list[tuple[Any, Any]]) -> None:
         """Set each leaf's gradient as eager ``backward()`` would, to placeholders the graph
         builder maps to the symbolic gradients."""
+        made_here = [leaf for leaf, _ in leaf_grads if id(leaf) in self.born]
+        if made_here and self.staging:
+            raise CompileError(with_location(
+                f"backward: a tensor made inside the compiled function with requires_grad() "
+                f"({describe(made_here[0])}) would get a gradient; its gradient is not kept "
+                f"across compiled calls. Make it outside and pass it in (a parameter), or keep "
+                f"this step eager"))
         pairs = []
         with GradMode(False):
             STATE.recorder = None  # placeholders stand for the gradients: no events of their own

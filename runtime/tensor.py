@@ -239,8 +239,8 @@ def _normalize_index(index: Any) -> tuple[tuple, tuple]:
             if kind not in "iub":
                 raise DTypeError(with_location(f"getitem: index arrays must be integer or bool, "
                                                f"got {item.dtype}"))
-            if item.ndim == 0 and kind != "b":
-                out.append(int(item._data if isinstance(item, Tensor) else item))
+            if item.ndim == 0 and kind != "b" and not isinstance(item, Tensor):
+                out.append(int(item))  # a 0-d tensor stays an input: its value may change
                 continue
             if kind == "b":
                 if STATE.recorder is not None and STATE.recorder.staging:
@@ -385,7 +385,7 @@ class Tensor(OpMethods):
     def requires_grad(self, flag: bool = True) -> Tensor:
         """Mark this leaf to accumulate ``grad()`` in ``backward()``; returns the tensor. As in
         PyTorch, ops that used it before the mark give it no gradient."""
-        if self._node is not None:
+        if not self.is_leaf():
             if not flag:
                 raise GraphError(with_location("requires_grad: a tensor computed by the graph "
                                                "always requires grad; use detach()"))
@@ -393,6 +393,7 @@ class Tensor(OpMethods):
         if flag and self._data.dtype.kind != "f":
             raise DTypeError(with_location(
                 f"requires_grad: gradients need a float dtype, got {describe(self)}"))
+        self._node = None  # a traced op's output that eager would not have recorded: a leaf
         self._rg = bool(flag)
         return self
 
@@ -403,8 +404,9 @@ class Tensor(OpMethods):
         return self._rg
 
     def is_leaf(self) -> bool:
-        """True unless the tensor was computed by a recorded op."""
-        return self._node is None
+        """True unless the tensor was computed by an op that recorded it for backward (a
+        trace records every op; eager only those that require grad)."""
+        return self._node is None or (not self._rg and STATE.recorder is not None)
 
     def grad(self) -> Tensor | None:
         """The accumulated gradient of this leaf (its dtype), or None."""
