@@ -33,11 +33,11 @@ from .ir.registry import OpDef
 from .runtime import pytree
 from .runtime.checking import run_checked
 from .runtime.guards import GuardSet
+from .runtime.recorder import NumpyArgument
 from .runtime.state import STATE
 from .runtime.tensor import Tensor, _wrap, own_grad
 from .runtime.tracing import (
     GraphBuilder,
-    NumpyArgument,
     Result,
     StateChange,
     StepTrace,
@@ -382,6 +382,8 @@ def _guards(step: StepTrace, leaves: list) -> GuardSet:
         if isinstance(value, Tensor | np.ndarray):
             if id(value) in captured:
                 gs.identity(place, value)
+            elif isinstance(value, np.ndarray):
+                gs.array_values(place, value)
         elif value is None or isinstance(value, SCALARS):
             gs.value(place, value)
         elif isinstance(value, list | tuple | dict):

@@ -14,13 +14,28 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AprenderError, with_location
+from ..errors import AprenderError, DTypeError, ShapeError, with_location
 
 _counter = itertools.count()
 
 
 class ExecutionError(AprenderError, RuntimeError):
     """An exception raised inside generated code, mapped back to the graph."""
+
+
+class ExecutionShapeError(ExecutionError, ShapeError):
+    """A ValueError or IndexError inside generated code (bad shapes, an index out of range):
+    also a ``ShapeError``, as the eager op raises."""
+
+
+class ExecutionDTypeError(ExecutionError, DTypeError):
+    """A TypeError inside generated code: also a ``DTypeError``, as the eager op raises."""
+
+
+def _error_class(error: Exception) -> type[ExecutionError]:
+    if isinstance(error, ValueError | IndexError):
+        return ExecutionShapeError
+    return ExecutionDTypeError if isinstance(error, TypeError) else ExecutionError
 
 
 class Executable:
@@ -59,7 +74,7 @@ class Executable:
             if frame.filename == self.filename and frame.lineno in self.line_map:
                 value, src = self.line_map[frame.lineno]
                 where = f" (recorded at {src})" if src else ""
-                return ExecutionError(f"generated code failed computing {value}{where}: "
-                                      f"{type(error).__name__}: {error}")
-        return ExecutionError(with_location(f"generated code failed: {type(error).__name__}: "
-                                            f"{error}"))
+                return _error_class(error)(f"generated code failed computing {value}{where}: "
+                                           f"{type(error).__name__}: {error}")
+        return _error_class(error)(with_location(f"generated code failed: "
+                                                 f"{type(error).__name__}: {error}"))

@@ -43,6 +43,12 @@ def _show(value: Any) -> str:
     return repr(value)[:60]
 
 
+def same_array(a: Any, b: np.ndarray) -> bool:
+    """``a`` is a numpy array of ``b``'s shape, dtype and values (nan equal to nan)."""
+    return type(a) is np.ndarray and a.shape == b.shape and a.dtype == b.dtype and \
+        np.array_equal(a, b, equal_nan=b.dtype.kind in "fc")
+
+
 @dataclass
 class GuardSet:
     """Guards of one compiled entry and the objects their expressions refer to."""
@@ -78,6 +84,15 @@ class GuardSet:
         else:
             expr = f"{at} == {self.bind(value)}"
         self.guards.append(Guard(f"{place.name} == {_show(value)}", expr, at, _show(value)))
+
+    def array_values(self, place: Place, array: np.ndarray) -> None:
+        """A numpy array the function reached but did not pass to a tensor op: numpy code
+        inside the function may have read it, so its values (and shape and dtype) are guarded
+        against a copy."""
+        at, copy = self._at(place), np.array(array, copy=True)
+        self.guards.append(Guard(f"{place.name} has the values it had when traced",
+                                 f"{self.bind(same_array)}({at}, {self.bind(copy)})", at,
+                                 _show(copy)))
 
     def length(self, place: Place, n: int) -> None:
         at = self._at(place)

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import CompileError, GraphError, ShapeError, describe, with_location
 from ..ir.graph import Node
 from .state import STATE, GradMode
-from .tensor import GradState, Tensor, _wrap, grad_state, own_grad
+from .tensor import GradState, Tensor, _wrap, grad_state, is_shared_constant, own_grad
 
 
 @dataclass(slots=True)
@@ -72,6 +72,67 @@ class GradRead:
 Event = OpEvent | NewTensor | Mutation | Backward | GradRead
 
 
+class NumpyArgument(Tensor):
+    """What a compiled function sees for a numpy-array argument while it is traced: a tensor
+    (so its ops are recorded and a later call's array is read anew) that refuses the methods
+    whose numpy meaning differs from the tensor method of the same name."""
+
+    __slots__ = ()
+
+    @classmethod
+    def stand_in(cls, array: np.ndarray) -> NumpyArgument:
+        t = Tensor._as_input(array)
+        t.__class__ = cls
+        return t
+
+    def _refuse(self, name: str, numpy_meaning: str) -> CompileError:
+        return CompileError(with_location(
+            f"compile: {name}() on a numpy argument: numpy's {name} {numpy_meaning}, while "
+            f"inside a compiled function the argument is traced as a tensor, whose {name} "
+            f"differs; call np.{name}(x, ...) (numpy's meaning, traced) or convert with "
+            f"ap.Tensor(x) first"))
+
+    def std(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("std", "divides by N (ddof=0)")
+
+    def var(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("var", "divides by N (ddof=0)")
+
+    def repeat(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("repeat", "repeats each element")
+
+    def view(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("view", "reinterprets the dtype")
+
+    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("cumsum", "flattens without an axis")
+
+    def __getattr__(self, name: str) -> Any:  # numpy attributes tensors lack (ravel, copy, ...)
+        raise CompileError(with_location(
+            f"compile: .{name} on a numpy argument: inside a compiled function the argument is "
+            f"traced as a tensor, which has no {name}; call np.{name}(x, ...) instead"))
+
+    def _no_operator(self, *args: Any) -> Any:
+        raise CompileError(with_location(
+            "compile: this operator (%, //, &, |, ^, ~, <<, >>) on a numpy argument has no "
+            "tensor op; compute it outside the compiled function and pass the result"))
+
+    __mod__ = __rmod__ = __floordiv__ = __rfloordiv__ = _no_operator
+    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = _no_operator
+    __invert__ = __lshift__ = __rshift__ = _no_operator
+
+
+def _from_numpy_arguments(inputs: tuple) -> bool:
+    """Whether an op read only numpy arguments (and Python numbers), as eager numpy code."""
+    found = False
+    for x in inputs:
+        if type(x) is NumpyArgument:
+            found = True
+        elif not is_shared_constant(x):
+            return False
+    return found
+
+
 @dataclass
 class Recorder:
     """Collects the events of one trace. In-place updates are applied, recorded and undone by
@@ -94,6 +155,8 @@ class Recorder:
                 "runs eagerly, checking every op"))
         self.born.add(id(out))
         self.events.append(OpEvent(node, out, STATE.grad_enabled))
+        if _from_numpy_arguments(node.inputs):  # eager computed a numpy array here
+            out.__class__ = NumpyArgument
 
     def new_tensor(self, t: Any, source: Any) -> None:
         self.born.add(id(t))

@@ -262,42 +262,6 @@ class GraphBuilder:
         return has_backward
 
 
-class NumpyArgument(Tensor):
-    """What a compiled function sees for a numpy-array argument while it is traced: a tensor
-    (so its ops are recorded and a later call's array is read anew) that refuses the methods
-    whose numpy meaning differs from the tensor method of the same name."""
-
-    __slots__ = ()
-
-    @classmethod
-    def stand_in(cls, array: np.ndarray) -> NumpyArgument:
-        t = Tensor._as_input(array)
-        t.__class__ = cls
-        return t
-
-    def _refuse(self, name: str, numpy_meaning: str) -> CompileError:
-        return CompileError(with_location(
-            f"compile: {name}() on a numpy argument: numpy's {name} {numpy_meaning}, while "
-            f"inside a compiled function the argument is traced as a tensor, whose {name} "
-            f"differs; call np.{name}(x, ...) (numpy's meaning, traced) or convert with "
-            f"ap.Tensor(x) first"))
-
-    def std(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._refuse("std", "divides by N (ddof=0)")
-
-    def var(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._refuse("var", "divides by N (ddof=0)")
-
-    def repeat(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._refuse("repeat", "repeats each element")
-
-    def view(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._refuse("view", "reinterprets the dtype")
-
-    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._refuse("cumsum", "flattens without an axis")
-
-
 def _fn_name(fn: Any) -> str:
     name = getattr(fn, "__name__", None) or type(fn).__name__.lower()
     return "lambda" if name == "<lambda>" else name
