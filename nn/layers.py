@@ -20,6 +20,8 @@ class Linear(Module):
     """``y = x @ W + b`` with ``W`` of shape ``[in, out]`` as in the seed, Xavier-initialised the
     seed's way: uniform in ``[-s/2, s/2)`` with ``s = sqrt(2 / (in + out))``; bias zeros."""
 
+    torch_transposed = ("weight",)
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  rng: Seed = None, dtype: Any = np.float32) -> None:
         self.in_features, self.out_features = in_features, out_features

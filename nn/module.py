@@ -24,6 +24,9 @@ class Module:
 
     training: bool = True
 
+    #: parameters stored transposed with respect to PyTorch's layout (see load_torch_state_dict)
+    torch_transposed: tuple[str, ...] = ()
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
@@ -162,6 +165,21 @@ class Module:
         with no_grad():
             for name, value in arrays.items():
                 params[name].assign(value)
+
+    def load_torch_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """``load_state_dict`` of a PyTorch model's state dict (arrays, or tensors with
+        ``.numpy()``): the parameters a module lists in ``torch_transposed`` (``Linear.weight``,
+        ``[in, out]`` here, ``[out, in]`` in PyTorch) are transposed first; every other layer
+        already has PyTorch's layout and keys."""
+        transposed = {id(getattr(m, name)) for m in self.modules() for name in m.torch_transposed}
+        params = dict(self._walk("", self, set(), "state"))
+        converted = {}
+        for key, value in state.items():
+            value = np.asarray(value.numpy() if hasattr(value, "numpy") and
+                               not isinstance(value, Tensor) else value)
+            param = params.get(key)
+            converted[key] = value.T if param is not None and id(param) in transposed else value
+        self.load_state_dict(converted, strict)
 
     def save(self, path: str) -> None:
         """Write the state dict to ``path`` with ``numpy.savez``."""

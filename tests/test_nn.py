@@ -261,3 +261,18 @@ def test_load_state_dict_accepts_parameter_tensors() -> None:
     target.load_state_dict(dict(source.named_parameters()))  # tensors that require grad
     np.testing.assert_array_equal(target.weight.data(), source.weight.data())
     assert target.weight is not source.weight and target.weight.requires_grad_enabled()
+
+
+def test_load_torch_state_dict_transposes_linear_weights_only() -> None:
+    source = nn.TransformerEncoderLayer(8, 2, dim_feedforward=8, dropout=0.0, rng=0,
+                                        dtype=np.float64).eval()
+    linear = {"self_attn.out_proj.weight", "linear1.weight", "linear2.weight"}
+    torch_layout = {k: (v.T if k in linear else v) for k, v in source.state_dict().items()}
+    assert torch_layout["linear1.weight"].shape == (8, 8)  # square: a plain load cannot tell
+    target = nn.TransformerEncoderLayer(8, 2, dim_feedforward=8, dropout=0.0, rng=1,
+                                        dtype=np.float64).eval()
+    target.load_torch_state_dict(torch_layout)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 8)))
+    np.testing.assert_array_equal(target(x).data(), source(x).data())
+    np.testing.assert_array_equal(target.self_attn.in_proj_weight.data(),
+                                  source.self_attn.in_proj_weight.data())
