@@ -3,8 +3,9 @@
 ``erf`` uses ``scipy.special.erf`` when scipy is importable (it is not a dependency) and
 ``erf_cody`` otherwise: W. J. Cody's rational Chebyshev approximations (Math. Comp. 23 (1969)
 631-637; the coefficients of his CALERF routine in SPECFUN), accurate to about 1e-16 relative
-in float64 over the whole line. Both compute in float64 and return numpy's float result type
-of the input (float32 in, float32 out; integers give float64).
+in float64 over the whole line. Both return numpy's float result type of the input (float32
+in, float32 out; integers give float64); scipy computes float32 in its float32 loop, the
+fallback computes in float64.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def erf(a: np.ndarray) -> np.ndarray:
     numpy's float result type of ``a``."""
     a = np.asarray(a)
     dtype = _float_type(a.dtype)
-    if _scipy_erf is not None:
-        return np.asarray(_scipy_erf(a.astype(np.float64, copy=False))).astype(dtype, copy=False)
+    if _scipy_erf is not None:  # float32 runs scipy's own float32 loop (no float64 copy)
+        work = a if a.dtype == dtype and dtype in (np.float32, np.float64) else \
+            a.astype(np.float64)
+        return np.asarray(_scipy_erf(work)).astype(dtype, copy=False)
     return erf_cody(a).astype(dtype, copy=False)
