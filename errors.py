@@ -7,7 +7,7 @@ import os
 import sys
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_INTERNAL_DIRS = {"ir", "runtime", "compiler", "nn", "optim"}
+_INTERNAL_DIRS = {"ir", "runtime", "compiler", "nn", "optim", "distributed"}
 
 
 def _is_internal(filename: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .ops.collective import CollectiveMethods
 from .ops.elementwise import ElementwiseMethods
 from .ops.linalg import LinalgMethods
 from .ops.nn import NNMethods
@@ -19,7 +20,7 @@ from .ops.shape import ShapeMethods
 
 
 class OpMethods(ElementwiseMethods, ReductionMethods, ShapeMethods, LinalgMethods,
-                NNMethods, RandomMethods):
+                NNMethods, RandomMethods, CollectiveMethods):
     """Methods for every op; subclasses provide ``_apply``, ``_coerce``, ``shape``, ``dtype``."""
 
     __slots__ = ()

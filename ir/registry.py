@@ -45,6 +45,9 @@ class OpDef:
     aliases_input: bool = False
     #: the kernel checks its inputs and raises on bad ones (dead-code elimination keeps it)
     checks: bool = False
+    #: the kernel acts beyond its result (an MPI collective: every rank must run it): passes
+    #: never drop, merge or fold it
+    effects: bool = False
     #: codegen template (a Jinja expression) filled in by the compiler; None until it has one
     template: str | None = None
     doc: str = ""

@@ -391,3 +391,16 @@ def test_fused_graphs_print_evaluate_and_refuse_json() -> None:
     data = [np.random.default_rng(i).standard_normal(v.shape) for i, v in enumerate(fused.inputs)]
     for a, b in zip(fused.evaluate(*data), compiled.stage("input").evaluate(*data), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_passes_never_fold_merge_or_drop_an_effect_op() -> None:
+    """An all-reduce is a rendezvous with other ranks: fold, CSE and DCE keep every one."""
+    def f(x: Tensor) -> Tensor:
+        const = Tensor(np.ones(3)).all_reduce()  # constant operand: still not folded
+        x.all_reduce()  # unused: still not dropped
+        return x.all_reduce() + x.all_reduce() + const  # equal: still not merged
+
+    graph = ap.trace(f, Tensor(np.zeros(3)))
+    for stage in (fold_constants, cse, dce):
+        graph = stage(graph)
+    assert [n.op.name for n in graph.nodes].count("all_reduce") == 4

@@ -36,6 +36,9 @@ def cse(graph: Graph) -> Graph:
         operands = tuple(id(mapping.get(id(v), v)) for v in node.inputs)
         key = (node.op.name, operands,
                tuple((k, attr_key(v)) for k, v in sorted(node.attrs.items())))
+        if node.op.effects:  # two collectives are two rendezvous, even of one value
+            kept.append(node)
+            continue
         try:
             hash(key)
         except TypeError:  # an attribute we cannot key: keep the node

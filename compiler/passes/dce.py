@@ -11,7 +11,7 @@ def dce(graph: Graph) -> Graph:
     needed = {id(v) for v in graph.outputs}
     kept = []
     for node in reversed(graph.nodes):
-        if node.op.checks or any(id(v) in needed for v in node_outputs(node)):
+        if node.op.checks or node.op.effects or any(id(v) in needed for v in node_outputs(node)):
             kept.append(node)
             needed.update(id(v) for v in node.inputs)
     return graph.rebuilt(kept[::-1])

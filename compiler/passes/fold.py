@@ -20,7 +20,8 @@ def fold_constants(graph: Graph) -> Graph:
             values[id(node.out)] = node.attrs["value"]
             nodes.append(node)
             continue
-        if node.inputs and all(id(v) in values for v in node.inputs) and \
+        if node.inputs and not node.op.effects and all(id(v) in values for v in node.inputs) \
+                and \
                 int(np.prod(node.out.shape)) <= MAX_FOLDED_ELEMENTS:
             with np.errstate(all="ignore"):
                 result = np.array(node.op.impl(*[values[id(v)] for v in node.inputs],

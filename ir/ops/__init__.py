@@ -1,5 +1,6 @@
 """Every op's definition, grouped by family. Importing this package registers them all."""
 
-from . import conv, elementwise, linalg, nn, random, reductions, shape, sources
+from . import collective, conv, elementwise, linalg, nn, random, reductions, shape, sources
 
-__all__ = ["conv", "elementwise", "linalg", "nn", "random", "reductions", "shape", "sources"]
+__all__ = ["collective", "conv", "elementwise", "linalg", "nn", "random", "reductions", "shape",
+           "sources"]
