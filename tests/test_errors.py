@@ -3,6 +3,8 @@ graph and gradients unchanged afterwards."""
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -11,8 +13,11 @@ from aprender.autograd import Tensor, no_grad
 
 
 def _tape_size() -> int:
+    """Live nodes on this thread's tape (earlier tests' garbage collected first, so a
+    collection during the test cannot change the count)."""
     from aprender.runtime.state import STATE
 
+    gc.collect()
     return len(STATE.tape.nodes())
 
 
