@@ -314,7 +314,8 @@ class CompiledFunction:
 
     def ir(self, stage: str | None = None) -> str:
         """The latest variant's graphs: every stage (default) or the one after ``stage``
-        (``input``, ``fold_constants``, ``simplify``, ``cse``, ``dce``, ``fuse``)."""
+        (``input``, ``fold_constants``, ``simplify``, ``cse``, ``dce``, ``fuse``,
+        ``schedule_collectives``)."""
         entry = self._entry()
         parts = []
         for label, compiled in (("forward", entry.forward), ("backward", entry.backward)):

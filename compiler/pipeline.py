@@ -11,11 +11,20 @@ from ..ir.dump import dump_graph
 from ..ir.graph import Graph
 from ..runtime.executor import Executable
 from .codegen import Program, render
-from .passes import cse, dce, decompose, fold_constants, fuse, lower_reductions, simplify
+from .passes import (
+    cse,
+    dce,
+    decompose,
+    fold_constants,
+    fuse,
+    lower_reductions,
+    schedule_collectives,
+    simplify,
+)
 
 Pass = Callable[[Graph], Graph]
 DEFAULT_PASSES: tuple[Pass, ...] = (fold_constants, simplify, decompose, lower_reductions, cse,
-                                     dce, fuse)
+                                     dce, fuse, schedule_collectives)
 
 
 @dataclass

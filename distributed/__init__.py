@@ -5,4 +5,5 @@ as a single process (rank 0 of 1).
 """
 
 from .comm import *  # noqa: F403
+from .ddp import *  # noqa: F403
 from .sampler import *  # noqa: F403

@@ -8,6 +8,7 @@ of the loss and accuracy curves.
 
     python examples/train_cnn_digits.py [--epochs 20] [--out out/cnn_digits] [--compile]
                                         [--dtype float32|float64] [--quick]
+    mpiexec -n 2 python examples/train_cnn_digits.py --distributed [--compile]
 
 With --compile the same model is also trained from the same start with the whole training step
 (forward, loss, backward, AdamW step, BatchNorm running statistics) compiled by ap.compile; both
@@ -18,6 +19,11 @@ Adam and training carry such differences on (to about 1e-3 or 1e-2 in the parame
 --dtype float64 the runs end equal to about 1e-14. ``--quick`` is a short run on a subset for
 CI. The convolutions have no bias: BatchNorm removes it, so its gradient is zero up to rounding,
 which Adam would blow up into steps of size ``lr``.
+
+With --distributed (under mpiexec) every rank trains a replica wrapped in
+DistributedDataParallel on its shard of each epoch (per-rank batch batch-size / ranks): the
+gradients are averaged over the ranks and BatchNorm's running statistics come from rank 0 at
+every training forward. Rank 0 alone prints, saves and times inference.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 import aprender as ap
+from aprender import distributed as dist
 from aprender import nn
 from aprender.autograd import Tensor
 from aprender.data import DataLoader
@@ -92,8 +99,14 @@ def train(model: nn.Module, args: argparse.Namespace, data: Sequence[np.ndarray]
     opt = ap.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = ap.optim.CosineAnnealingLR(opt, T_max=args.epochs)
     # drop_last: every batch has one shape (one compiled entry, no tiny BatchNorm batch)
-    loader = DataLoader(x_train, y_train, batch_size=args.batch_size, drop_last=True,
-                        rng=args.seed)
+    sampler = None
+    if args.distributed:  # this rank's shard of each epoch, batch-size / ranks at a time
+        sampler = dist.DistributedSampler(len(x_train), seed=args.seed)
+        loader = DataLoader(x_train, y_train, batch_size=args.batch_size // dist.world_size(),
+                            drop_last=True, sampler=sampler)
+    else:
+        loader = DataLoader(x_train, y_train, batch_size=args.batch_size, drop_last=True,
+                            rng=args.seed)
 
     def step(xb: np.ndarray, yb: np.ndarray) -> Tensor:
         opt.zero_grad()
@@ -104,8 +117,11 @@ def train(model: nn.Module, args: argparse.Namespace, data: Sequence[np.ndarray]
 
     run = ap.compile(step) if compiled else step
     history = History()
-    bar = tqdm(range(args.epochs), desc="compiled" if compiled else "eager", unit="epoch")
-    for _ in bar:
+    bar = tqdm(range(args.epochs), desc="compiled" if compiled else "eager", unit="epoch",
+               disable=dist.rank() != 0)
+    for epoch in bar:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         model.train()
         start = time.perf_counter()
         running = 0.0
@@ -117,7 +133,9 @@ def train(model: nn.Module, args: argparse.Namespace, data: Sequence[np.ndarray]
         sched.step()
         history.seconds += time.perf_counter() - start
         history.steps += len(loader)
-        history.losses.append(running / len(loader))
+        mean = Tensor(np.array(running / len(loader)))
+        history.losses.append(dist.all_reduce(mean, "mean").item() if args.distributed
+                              else mean.item())  # over every rank's batches
         model.eval()
         history.accuracies.append(float((predict(model, x_test) == y_test).mean()))
         bar.set_postfix(loss=f"{history.losses[-1]:.4f}", acc=f"{history.accuracies[-1]:.4f}")
@@ -174,29 +192,42 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="also train with a compiled step and compare times and results")
     parser.add_argument("--quick", action="store_true",
                         help="a short run for CI: at most 4 epochs on 640 training images")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over the ranks of mpiexec -n N")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs = min(args.epochs, 4)
+    if args.distributed:
+        dist.init()
     results: dict[str, Any] = {}
+
+    def replica(seed: int) -> nn.Module:
+        model = make_model(seed, args.dtype)
+        return dist.DistributedDataParallel(model) if args.distributed else model
+
+    def unwrapped(model: nn.Module) -> nn.Module:
+        return model.module if args.distributed else model
 
     data = load_data(args.seed, 640 if args.quick else None, args.dtype)
     x_train, x_test, y_train, y_test = data
-    print(f"digits: {len(x_train)} training and {len(x_test)} test images of "
-          f"{'x'.join(map(str, x_train.shape[1:]))} (NCHW {args.dtype})")
-    model = make_model(args.seed, args.dtype)
-    history = train(model, args, data, compiled=False)
+    say = print if dist.rank() == 0 else (lambda *_: None)  # the other ranks print nothing
+    ranks = f" on {dist.world_size()} ranks" if args.distributed else ""
+    say(f"digits: {len(x_train)} training and {len(x_test)} test images of "
+          f"{'x'.join(map(str, x_train.shape[1:]))} (NCHW {args.dtype}){ranks}")
+    history = train(ddp := replica(args.seed), args, data, compiled=False)
+    model = unwrapped(ddp)
     results.update(losses=history.losses, accuracy=history.accuracies[-1])
-    print(f"eager: {history.steps} steps in {history.seconds:.2f} s "
+    say(f"eager: {history.steps} steps in {history.seconds:.2f} s "
           f"({history.seconds / history.steps * 1e6:.0f} us/step); mean loss "
           f"{history.losses[0]:.4f} (epoch 1) -> {history.losses[-1]:.4f} "
           f"(epoch {len(history.losses)})")
-    print(f"test accuracy (eval mode): {history.accuracies[-1]:.4f}")
+    say(f"test accuracy (eval mode): {history.accuracies[-1]:.4f}")
 
     if args.compile:
-        fast_model = make_model(args.seed, args.dtype)
-        fast = train(fast_model, args, data, compiled=True)
+        fast = train(fast_ddp := replica(args.seed), args, data, compiled=True)
+        fast_model = unwrapped(fast_ddp)
         rest = (fast.seconds - fast.first_step_seconds) / (fast.steps - 1)
-        print(f"compiled: {fast.steps} steps in {fast.seconds:.2f} s (first step, traced and "
+        say(f"compiled: {fast.steps} steps in {fast.seconds:.2f} s (first step, traced and "
               f"compiled: {fast.first_step_seconds:.2f} s; then {rest * 1e6:.0f} us/step); "
               f"speed-up {history.seconds / fast.seconds:.2f}x; "
               f"{fast.cache['compiles']} compile, {fast.cache['hits']} cache hits, "
@@ -206,12 +237,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             cache=fast.cache, max_difference=max_state_difference(model, fast_model),
             same_predictions=bool((predict(fast_model, x_test) == predict(model, x_test)).all()))
         loss_difference = max(abs(a - b) for a, b in zip(fast.losses, history.losses, strict=True))
-        print(f"compiled vs eager after {fast.steps} steps: test accuracy "
+        say(f"compiled vs eager after {fast.steps} steps: test accuracy "
               f"{fast.accuracies[-1]:.4f} vs {history.accuracies[-1]:.4f}; max abs difference "
               f"of the parameters and running statistics {results['max_difference']:.3g}, "
               f"of the epochs' mean losses {loss_difference:.3g}; same test predictions: "
               f"{results['same_predictions']}")
 
+    if dist.rank() != 0:
+        return results
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out / "cnn_digits.npz"))
@@ -221,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with ap.no_grad():
         results["reload_same"] = bool(np.array_equal(reloaded(Tensor(x_test)).data(),
                                                      model(Tensor(x_test)).data()))
-    print(f"saved to {out / 'cnn_digits.npz'}; reloaded model gives identical outputs: "
+    say(f"saved to {out / 'cnn_digits.npz'}; reloaded model gives identical outputs: "
           f"{results['reload_same']}")
 
     compiled_model = ap.compile(model)
@@ -231,14 +264,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results["inference_same"] = bool(np.array_equal(compiled_model(Tensor(x_batch)).data(),
                                                          model(Tensor(x_batch)).data()))
     eager_s, compiled_s = time_inference([model, compiled_model], x_batch, rounds)
-    print(f"inference on {len(x_batch)} images (eval, no_grad, median of {rounds}): eager "
+    say(f"inference on {len(x_batch)} images (eval, no_grad, median of {rounds}): eager "
           f"{eager_s * 1e3:.2f} ms, compiled {compiled_s * 1e3:.2f} ms "
           f"({eager_s / compiled_s:.2f}x); compiled outputs equal eager's: "
           f"{results['inference_same']}")
 
     results["plot"] = out / "cnn_digits_curves.png"
     plot(history, results["plot"])
-    print(f"loss and accuracy curves: {results['plot']}")
+    say(f"loss and accuracy curves: {results['plot']}")
     return results
 
 

@@ -1,9 +1,16 @@
-"""Reverse-mode autodiff over the eager tape: ``backward()`` and ``grad()``."""
+"""Reverse-mode autodiff over the eager tape: ``backward()`` and ``grad()``.
+
+Two hooks let data-parallel training overlap communication with the backward:
+``register_grad_ready_hook(leaf, hook)`` calls ``hook(leaf, grad)`` as soon as a ``backward()``
+has summed every contribution to ``leaf``'s gradient, and ``queue_callback(fn)`` (from such a
+hook) runs ``fn()`` once at the end of that ``backward()``, after the gradients are written.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,33 +102,123 @@ def _accumulate(grads: dict, key: Any, g: Tensor) -> None:
     grads[key] = g if old is None else old.add(g)
 
 
+# --- gradient-ready hooks and end-of-backward callbacks ----------------------------------------
+#: ``id(leaf) -> (weak reference to the leaf, its hooks)`` (see ``register_grad_ready_hook``)
+_READY_HOOKS: dict[int, tuple[weakref.ref, list[Callable[[Tensor, Tensor], None]]]] = {}
+
+
+class _Callbacks(threading.local):
+    #: the callbacks queued during the ``backward()`` this thread is running (None outside one)
+    queue: list[Callable[[], None]] | None = None
+
+
+_CALLBACKS = _Callbacks()
+
+
+class HookHandle:
+    """What ``register_grad_ready_hook`` returns: ``remove()`` unregisters the hook."""
+
+    __slots__ = ("_key", "_hook")
+
+    def __init__(self, key: int, hook: Callable) -> None:
+        self._key, self._hook = key, hook
+
+    def remove(self) -> None:
+        entry = _READY_HOOKS.get(self._key)
+        if entry is not None and self._hook in entry[1]:
+            entry[1].remove(self._hook)
+            if not entry[1]:
+                del _READY_HOOKS[self._key]
+
+
+def register_grad_ready_hook(leaf: Tensor, hook: Callable[[Tensor, Tensor], None]) -> HookHandle:
+    """Call ``hook(leaf, grad)`` during every ``backward()`` that reaches ``leaf``, as soon as
+    all of that backward's contributions to ``leaf``'s gradient are summed into ``grad`` (the
+    gradient of this backward alone: it is added into ``leaf.grad()`` when the whole backward
+    finishes). Inside a compiled function's trace the hooks run after the staged backward, with
+    the gradient placeholders. Like PyTorch's post-accumulate-grad hooks; ``grad()`` (the
+    function) runs no hooks."""
+    if not isinstance(leaf, Tensor) or not leaf.is_leaf() or not leaf._rg:
+        raise GraphError(with_location(f"register_grad_ready_hook: needs a leaf tensor that "
+                                       f"requires grad, got {describe(leaf)}"))
+    entry = _READY_HOOKS.get(id(leaf))
+    if entry is None or entry[0]() is not leaf:  # new, or a dead tensor's id reused
+        entry = _READY_HOOKS[id(leaf)] = (weakref.ref(leaf), [])
+    entry[1].append(hook)
+    return HookHandle(id(leaf), hook)
+
+
+def queue_callback(fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once at the end of the ``backward()`` now running, after every gradient
+    is written (PyTorch's ``queue_callback``); call it from a gradient-ready hook."""
+    queue = _CALLBACKS.queue
+    if queue is None:
+        raise GraphError(with_location("queue_callback: only possible while backward() runs "
+                                       "(from a gradient-ready hook)"))
+    queue.append(fn)
+
+
+def _hook_counts(consumers: dict[Node, int]) -> dict[int, int] | None:
+    """For each hooked leaf: how many edges of this backward's graph end at it."""
+    counts: dict[int, int] = {}
+    for node in consumers:
+        for t in node.inputs:
+            if t._node is None and id(t) in _READY_HOOKS:
+                counts[id(t)] = counts.get(id(t), 0) + 1
+    return counts or None
+
+
+def _release(inputs: tuple, pending: dict[int, int], leaf_grads: dict) -> None:
+    """A node's gradients are propagated: run the hooks of the leaves it was the last to feed."""
+    for t in inputs:
+        key = id(t)
+        if key in pending:
+            pending[key] -= 1
+            if pending[key] == 0 and key in leaf_grads:
+                _run_hooks(*leaf_grads[key])
+
+
+def _run_hooks(leaf: Tensor, grad: Tensor) -> None:
+    entry = _READY_HOOKS.get(id(leaf))
+    if entry is not None and entry[0]() is leaf:
+        for hook in list(entry[1]):
+            hook(leaf, grad)
+
+
 def run_backward(root: Tensor, seed: Tensor, create_graph: bool,
-                 capture: frozenset[Node] = frozenset()) -> tuple[dict, dict]:
+                 capture: frozenset[Node] = frozenset(),
+                 hooks: bool = False) -> tuple[dict, dict]:
     """Propagate ``seed`` from ``root`` to the leaves.
 
     Returns ``(leaf_grads, captured)``: ``id(leaf) -> (leaf, grad)`` and ``node -> grad`` for the
-    nodes in ``capture``. Nothing is written anywhere, so a failure leaves state unchanged.
+    nodes in ``capture``. Nothing is written anywhere, so a failure leaves state unchanged
+    (but for what gradient-ready hooks do: ``hooks`` runs them).
     """
     leaf_grads: dict[int, tuple[Tensor, Tensor]] = {}
     captured: dict[Node, Tensor] = {}
     if root._node is None:
         if root._rg:
             leaf_grads[id(root)] = (root, seed)
+            if hooks and _READY_HOOKS:
+                _run_hooks(root, seed)
         return leaf_grads, captured
     consumers = _collect(root._node)
+    pending = _hook_counts(consumers) if hooks and _READY_HOOKS else None
     grads: dict[Node, Tensor] = {root._node: seed}
     ready = [root._node]
     anomaly = STATE.anomaly
     STATE.anomaly = False  # checked per gradient below, named after the op being differentiated
     try:
-        _propagate(ready, grads, consumers, leaf_grads, captured, capture, anomaly, create_graph)
+        _propagate(ready, grads, consumers, leaf_grads, captured, capture, anomaly, create_graph,
+                   pending)
     finally:
         STATE.anomaly = anomaly
     return leaf_grads, captured
 
 
 def _propagate(ready: list[Node], grads: dict, consumers: dict, leaf_grads: dict,
-               captured: dict, capture: frozenset, anomaly: bool, create_graph: bool) -> None:
+               captured: dict, capture: frozenset, anomaly: bool, create_graph: bool,
+               pending: dict[int, int] | None) -> None:
     with GradMode(create_graph):
         while ready:
             node = ready.pop()
@@ -152,6 +249,8 @@ def _propagate(ready: list[Node], grads: dict, consumers: dict, leaf_grads: dict
                         leaf_grads[id(t)] = (t, gi if old is None else old[1].add(gi))
                     else:
                         _accumulate(grads, t._node, gi)
+            if pending is not None:
+                _release(inputs, pending, leaf_grads)
             for t in inputs:
                 m = t._node
                 if m is not None:
@@ -168,22 +267,33 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
         raise GraphError(with_location(
             "backward: inside a traced function only backward() of a one-element loss is "
             "supported (no grad= and no create_graph=True)"))
-    STATE.recorder = None  # the gradient ops are derived symbolically, not recorded
+    outer = _CALLBACKS.queue
+    queue: list[Callable[[], None]] = []
+    _CALLBACKS.queue = queue
     try:
-        leaf_grads, _ = run_backward(root, seed, create_graph)
-    finally:
-        STATE.recorder = rec
-    if rec is not None:
-        rec.backward(root, list(leaf_grads.values()))
-        return
-    with _GRAD_LOCK:  # read-add-write of each leaf's gradient, atomic across threads
-        if create_graph:
-            with GradMode(True):
-                for leaf, g in leaf_grads.values():
-                    _accumulate_graph(leaf, g)
+        STATE.recorder = None  # the gradient ops are derived symbolically, not recorded
+        try:
+            leaf_grads, _ = run_backward(root, seed, create_graph, hooks=rec is None)
+        finally:
+            STATE.recorder = rec
+        if rec is not None:
+            pairs = rec.backward(root, list(leaf_grads.values()))
+            if _READY_HOOKS:
+                for leaf, placeholder in pairs:
+                    _run_hooks(leaf, placeholder)
         else:
-            for leaf, g in leaf_grads.values():
-                _accumulate_into(leaf, g)
+            with _GRAD_LOCK:  # read-add-write of each leaf's gradient, atomic across threads
+                if create_graph:
+                    with GradMode(True):
+                        for leaf, g in leaf_grads.values():
+                            _accumulate_graph(leaf, g)
+                else:
+                    for leaf, g in leaf_grads.values():
+                        _accumulate_into(leaf, g)
+        for fn in queue:  # a callback may queue more: they run too
+            fn()
+    finally:
+        _CALLBACKS.queue = outer
 
 
 #: held while ``backward()`` adds into leaves' gradients (threads may share parameters)

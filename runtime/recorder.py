@@ -182,9 +182,9 @@ class Recorder:
         self.events.append(Mutation(target, new, op))
         return target
 
-    def backward(self, root: Any, leaf_grads: list[tuple[Any, Any]]) -> None:
+    def backward(self, root: Any, leaf_grads: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         """Set each leaf's gradient as eager ``backward()`` would, to placeholders the graph
-        builder maps to the symbolic gradients."""
+        builder maps to the symbolic gradients; returns the ``(leaf, placeholder)`` pairs."""
         made_here = [leaf for leaf, _ in leaf_grads if id(leaf) in self.born]
         if made_here and self.staging:
             raise CompileError(with_location(
@@ -213,6 +213,7 @@ class Recorder:
                     self.mutate(old, "backward", old.add(placeholder))
                 else:
                     own_grad(leaf, Tensor(old.add(placeholder)))
+        return pairs
 
     def read_grad(self, leaf: Any) -> Any:
         """``leaf._grad``, recorded as read (as it was before the trace, its existence

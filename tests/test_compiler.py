@@ -326,7 +326,7 @@ def test_stages_print_each_pass_with_time_and_the_source() -> None:
     compiled = lower(joint(graph, graph.inputs[1:]).graph)
     names = [s.name for s in compiled.stages]
     assert names == ["input", "fold_constants", "simplify", "decompose", "lower_reductions",
-                     "cse", "dce", "fuse", "codegen"]
+                     "cse", "dce", "fuse", "schedule_collectives", "codegen"]
     text = compiled.print_stages()
     assert "# after simplify (" in text and " ms)" in text and "def build(np" in text
 

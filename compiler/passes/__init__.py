@@ -6,6 +6,8 @@ from .decompose import decompose
 from .fold import fold_constants
 from .fuse import fuse
 from .reductions import lower_reductions
+from .schedule import schedule_collectives
 from .simplify import simplify
 
-__all__ = ["cse", "dce", "decompose", "fold_constants", "fuse", "lower_reductions", "simplify"]
+__all__ = ["cse", "dce", "decompose", "fold_constants", "fuse", "lower_reductions",
+           "schedule_collectives", "simplify"]
