@@ -31,6 +31,12 @@ class Linear(Module):
         self.bias = Tensor(np.zeros(out_features, dtype=dtype)).requires_grad() if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        lead = tuple(x.shape[:-1])
+        if len(lead) > 1 and x.shape[-1] == self.in_features:
+            # [..., in] as one [rows, in] GEMM: one 2-D weight gradient, not a batch summed
+            y = x.reshape((math.prod(lead), self.in_features)).matmul(self.weight)
+            y = y if self.bias is None else y.add(self.bias)
+            return y.reshape((*lead, self.out_features))
         y = x.matmul(self.weight)
         return y if self.bias is None else y.add(self.bias)
 

@@ -26,6 +26,7 @@ and PyTorch's argument forms live in ``nn/functional/conv.py``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -150,17 +151,18 @@ class _Flat:
                                                             strict=True))
         self.ext = self.out[:1] + padded[1:]
         steps = tuple(math.prod(padded[i + 1:]) for i in range(len(padded)))
-        self.offsets = [sum(i * d * st for i, d, st in zip(offs, dilation, steps, strict=True))
-                        for offs in itertools.product(*(range(k) for k in kernel))]
+        self.offsets = tuple(
+            sum(i * d * st for i, d, st in zip(offs, dilation, steps, strict=True))
+            for offs in itertools.product(*(range(k) for k in kernel)))
         self.slack = sum((k - 1) * d * st for k, d, st in zip(kernel[1:], dilation[1:],
                                                               steps[1:], strict=True))
 
     @staticmethod
     def plan(size, kernel, stride, padding, dilation) -> _Flat | None:
-        if any(s != 1 for s in stride):
-            return None
-        flat = _Flat(size, kernel, padding, dilation)
-        return flat if math.prod(flat.ext) <= 1.5 * math.prod(flat.out) else None
+        """The layout for these geometry attributes (computed once per geometry: a conv step
+        asks three times per layer), or None when it does not apply."""
+        return _flat_plan(tuple(size), tuple(kernel), tuple(stride),
+                          tuple(tuple(p) for p in padding), tuple(dilation))
 
     def rows(self, x: np.ndarray, padding: tuple) -> np.ndarray:
         """``x`` zero-padded, flattened: ``[N, C, prod(padded) + slack]``."""
@@ -201,6 +203,14 @@ class _Flat:
         if self.ext == self.out:
             return y
         return np.ascontiguousarray(y[_ALL2 + tuple(slice(0, k) for k in self.out)])
+
+
+@functools.lru_cache(maxsize=256)
+def _flat_plan(size, kernel, stride, padding, dilation) -> _Flat | None:
+    if any(s != 1 for s in stride):
+        return None
+    flat = _Flat(size, kernel, padding, dilation)
+    return flat if math.prod(flat.ext) <= 1.5 * math.prod(flat.out) else None
 
 
 def _conv_impl(x, w, stride, padding, dilation, groups):
@@ -342,8 +352,13 @@ def _conv_weight_grad_impl(x, g, stride, padding, dilation, groups, kernel_size)
         col, _ = _columns(x, kernel_size, stride, padding, dilation, groups)   # [N, g, CgK, P]
     g4 = g.reshape(n, groups, o // groups, col.shape[-1]).transpose(0, 1, 3, 2)  # [N, g, P, Og]
     # columns @ gradient^T per sample, summed: [g, CgK, Og] (faster than g @ columns^T)
-    gw = np.matmul(col[0], g4[0]) if n == 1 else \
-        np.add.reduce(np.matmul(col, g4), axis=0)
+    if n == 1:
+        gw = np.matmul(col[0], g4[0])
+    else:  # the per-sample products summed over the batch: a gemv with ones (PERF-NOTES 5)
+        per = np.matmul(col, g4)
+        flat_per = per.reshape(n, math.prod(per.shape[1:]))
+        gw = np.dot(np.ones(n, per.dtype), flat_per).reshape(per.shape[1:]) \
+            if per.dtype.char in "fd" else np.add.reduce(per, axis=0)
     return np.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(
         (o, x.shape[1] // groups) + tuple(kernel_size))
 
@@ -432,10 +447,12 @@ def _argmax_tap(x, xp, taps):
     return which
 
 
-def _select(mask, values, out):
+def _select(mask, values, out, finite=None):
     """``values`` where ``mask``, 0 elsewhere, into ``out`` (a product when ``values`` are
-    finite: masked selects are slow)."""
-    if np.isfinite(np.add.reduce(values, axis=None)):
+    finite: masked selects are slow); ``finite``: whether they are, when the caller knows."""
+    if finite is None:
+        finite = np.isfinite(np.add.reduce(values, axis=None))
+    if finite:
         return np.multiply(values, mask, out=out)
     return np.copyto(out, np.where(mask, values, np.zeros((), dtype=out.dtype)))
 
@@ -455,9 +472,10 @@ def _max_pool_grad_impl(x, g, kernel_size, stride, padding, dilation, ceil_mode)
     overlap = _overlap(kernel_size, stride, dilation)
     mask = np.empty(which.shape, dtype=bool)
     share = np.empty(g.shape, dtype=g.dtype)
+    finite = np.isfinite(np.add.reduce(g, axis=None))  # once, not per tap
     for t, _, index in taps:
         np.equal(which, t, out=mask)
-        _select(mask, g, share)
+        _select(mask, g, share, finite)
         if overlap:
             gxp[index] += share
         else:

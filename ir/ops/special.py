@@ -5,7 +5,9 @@
 631-637; the coefficients of his CALERF routine in SPECFUN), accurate to about 1e-16 relative
 in float64 over the whole line. Both return numpy's float result type of the input (float32
 in, float32 out; integers give float64); scipy computes float32 in its float32 loop, the
-fallback computes in float64.
+fallback computes in float64. float32 arrays take ``erf_float32`` instead: the rational
+approximation XLA and Eigen use for float32 (within 5e-7 of erf, a few float32 ulps near +-1):
+about twenty numpy ops at memory speed, several times faster than scipy's float32 loop.
 """
 
 from __future__ import annotations
@@ -80,6 +82,48 @@ def erf_cody(x: np.ndarray) -> np.ndarray:
     return result
 
 
+# erf(x) ~= x P(x^2) / Q(x^2) on [-4, 4] (float32 rounds erf to +-1 beyond): Eigen's
+# generic_fast_erf_float coefficients, highest power first
+_F32_P = tuple(np.float32(c) for c in (
+    -2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+    -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02))
+_F32_Q = tuple(np.float32(c) for c in (
+    -1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+    -1.42647390514189e-02))
+
+
+_F32_BLOCK = 65536  # elements a block: its four work arrays stay in the L2 cache
+
+
+def erf_float32(a: np.ndarray) -> np.ndarray:
+    """The error function of a float32 array in float32 (nan stays nan, +-inf gives +-1),
+    evaluated block by block so that the twenty-odd passes run from the cache."""
+    flat = np.asarray(a, dtype=np.float32).reshape(-1)
+    res = np.empty_like(flat)
+    size = min(flat.size, _F32_BLOCK)
+    x, x2, q = (np.empty(size, np.float32) for _ in range(3))
+    for start in range(0, flat.size, _F32_BLOCK):
+        stop = min(start + _F32_BLOCK, flat.size)
+        m = stop - start
+        xs, x2s, qs, p = x[:m], x2[:m], q[:m], res[start:stop]
+        np.minimum(flat[start:stop], np.float32(4.0), out=xs)
+        np.maximum(xs, np.float32(-4.0), out=xs)
+        np.multiply(xs, xs, out=x2s)
+        np.multiply(x2s, _F32_P[0], out=p)
+        for c in _F32_P[1:-1]:
+            np.add(p, c, out=p)
+            np.multiply(p, x2s, out=p)
+        np.add(p, _F32_P[-1], out=p)
+        np.multiply(p, xs, out=p)
+        np.multiply(x2s, _F32_Q[0], out=qs)
+        for c in _F32_Q[1:-1]:
+            np.add(qs, c, out=qs)
+            np.multiply(qs, x2s, out=qs)
+        np.add(qs, _F32_Q[-1], out=qs)
+        np.true_divide(p, qs, out=p)
+    return res.reshape(np.shape(a))
+
+
 def _float_type(dtype: np.dtype) -> np.dtype:
     """numpy's result type of a float function of ``dtype`` (as ``np.sin`` gives it)."""
     return np.sin(np.zeros((), dtype=dtype)).dtype
@@ -95,6 +139,8 @@ def erf(a: np.ndarray) -> np.ndarray:
     """The error function of ``a``: scipy's when available, else ``erf_cody``; the result has
     numpy's float result type of ``a``."""
     a = np.asarray(a)
+    if a.dtype == np.float32:
+        return erf_float32(a)
     dtype = _float_type(a.dtype)
     if _scipy_erf is not None:  # float32 runs scipy's own float32 loop (no float64 copy)
         work = a if a.dtype == dtype and dtype in (np.float32, np.float64) else \
