@@ -109,6 +109,12 @@ class Entry:
         self._saved_inputs = {k - first: roots[id(v)] for k, v in
                               enumerate(forward.graph.outputs) if k >= first and id(v) in roots}
         self._updates = [(j, k, step.inputs[j]) for j, k in step.graph.updates]
+        # the per-call bookkeeping, resolved once: (input slot, output, fixed owner or None,
+        # source, whether the update is of a gradient)
+        self._update_plan = [(j, k, sources[inp.source].obj, inp.source, inp.part == "grad")
+                             for j, k, inp in self._updates]
+        self._grad_plan = [(sources[source].obj, source, k, owned, k in self._borrowed)
+                           for source, k, owned in step.grad_writes]
         self.op = OpDef(name=f"compiled[{step.graph.name}]", kind="other", impl=None,
                         infer=None, vjp=self._vjp, save_inputs=True)
 
@@ -133,23 +139,27 @@ class Entry:
     def run(self, leaves: list) -> Any:
         arrays = self.gather(leaves)
         outs = self.forward.executable(*arrays)
-        for j, k, inp in self._updates:
+        for j, k, owner, source, is_grad in self._update_plan:
             target = arrays[j]
             if outs[k] is not target:
                 np.copyto(target, outs[k], casting="same_kind")
-            owner = self._object(inp.source, leaves)
-            if inp.part == "grad":
+            if owner is None:
+                owner = leaves[self.step.sources[source].index]
+            if is_grad:
                 owner = owner._grad
             if isinstance(owner, Tensor):
                 owner._vc[0] += 1
-        for source, k, owned in self.step.grad_writes:
-            leaf = self._object(source, leaves)
+        for leaf, source, k, owned, borrowed in self._grad_plan:
+            if leaf is None:
+                leaf = leaves[self.step.sources[source].index]
             if k is None:
                 leaf._grad = None
-            elif owned:
-                own_grad(leaf, self.fresh(outs, k))
+                continue
+            out = np.array(outs[k], copy=True) if borrowed else outs[k]
+            if owned:
+                own_grad(leaf, out)
             else:
-                leaf._grad = _wrap(self.fresh(outs, k), None, False)
+                leaf._grad = _wrap(out, None, False)
         joined = self._join(leaves, outs) if self.backward is not None and \
             STATE.grad_enabled else {}
         results = [self._result(r, leaves, outs, joined) for r in self.step.results]

@@ -1,12 +1,14 @@
 """One training step (forward, cross-entropy, backward, SGD) of a ReLU MLP, float32:
-aprender eager vs aprender compiled vs a careful hand-written numpy step, side by side.
+aprender eager and compiled (with scipy's in-place updates when installed, and numpy only) vs
+a careful hand-written numpy step (with and without in-place scipy BLAS updates), a simpler
+numpy step, and PyTorch eager / JAX jit when installed.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
         python benchmarks/train_step.py [--sizes tiny,medium,large] [--scaling]
 
 Checks every system starts from the same weights and data and agrees on the loss, then prints
 median microseconds per step, ratios to the numpy reference, compile time and peak memory.
-PyTorch is timed too when it is installed (optional). Systems are timed in interleaved
+PyTorch and JAX are timed too when installed (optional). Systems are timed in interleaved
 rounds, so the ratios compare like with like on a noisy machine.
 """
 
@@ -24,15 +26,109 @@ from eager_overhead import make_mlp as init_params  # same weights in both bench
 import aprender as ap
 from aprender import nn
 from aprender.autograd import Tensor
+from aprender.compiler.passes import planning
 
 SIZES = {"tiny": (32, [64, 128, 128, 10]), "medium": (256, [784, 512, 512, 10]),
          "large": (1024, [1024, 2048, 2048, 10])}
 LR = 0.01
 
 
+class CarefulStep:
+    """The careful hand-written reference (issue 12): preallocated buffers and ``out=``
+    everywhere; the loss gradient scaled by lr/B once, so every parameter gradient already
+    includes the learning rate and each update is one in-place subtract; ReLU written in place
+    over its pre-activation with its mask taken from the kept output; ``ufunc.reduce``; bias
+    gradients as a gemv with a ones vector; the softmax computed in place over the shifted
+    logits. Hidden activations and all gradients are stored transposed (features x batch, C
+    buffers), so every product is ``A@B``, ``A.T@B`` or ``A@B.T`` with one F operand (never the
+    slow ``A @ B.T`` on two C arrays) and every element-wise op runs on C arrays. With ``blas``
+    (scipy.linalg.blas) each update is one in-place ``sgemm``/``sgemv`` (alpha=-1 on the
+    lr-scaled gradient, beta=1, overwrite) and no dW/db is materialised."""
+
+    def __init__(self, params: list[np.ndarray], batch: int, blas: object = None) -> None:
+        f32 = np.float32
+        self.params = params
+        ws, bs = params[0::2], params[1::2]
+        self.n_layers = len(ws)
+        self.batch = batch
+        self.blas = blas
+        self.hT = [np.empty((w.shape[1], batch), f32) for w in ws[:-1]]
+        self.bcol = [b[:, None] for b in bs]
+        self.z = np.empty((batch, ws[-1].shape[1]), f32)
+        self.gT = [np.empty((w.shape[1], batch), f32) for w in ws]
+        self.g = [t.T for t in self.gT]
+        self.dW = [np.empty_like(w) for w in ws]
+        self.db = [np.empty_like(b) for b in bs]
+        self.maskT = [np.empty((w.shape[1], batch), bool) for w in ws[:-1]]
+        self.ones = np.ones(batch, f32)
+        self.rowmax = np.empty(batch, f32)
+        self.rowsum = np.empty(batch, f32)
+        self.rowmax_col = self.rowmax[:, None]
+        self.rowsum_col = self.rowsum[:, None]
+        self.onehot = np.zeros((batch, ws[-1].shape[1]), f32)   # lr/B at the labels
+        self.onehot_flat = self.onehot.reshape(-1)
+        self.rows = np.arange(batch)
+        self.scale = np.float32(LR / batch)
+        self.ws, self.bs = ws, bs
+        self.wT = [w.T for w in ws]
+        # the previous activation of each layer as an F-ordered (batch x in) operand
+        self.prevF = [None] + [t.T for t in self.hT]
+
+    def __call__(self, x: np.ndarray, labels: np.ndarray) -> float:
+        dot, add, sub, mul = np.dot, np.add, np.subtract, np.multiply
+        ws, bs, hT, g, gT, wT = self.ws, self.bs, self.hT, self.g, self.gT, self.wT
+        last = self.n_layers - 1
+        aT = x.T
+        for i in range(last):
+            hi = hT[i]
+            dot(wT[i], aT, out=hi)                              # (a @ W).T = W.T @ a.T
+            add(hi, self.bcol[i], out=hi)
+            np.maximum(hi, 0, out=hi)
+            aT = hi
+        z = self.z
+        dot(aT.T, ws[last], out=z)
+        add(z, bs[last], out=z)
+        # softmax cross-entropy over shifted logits; one-hot scaled by lr/B built per batch
+        np.maximum.reduce(z, 1, out=self.rowmax)
+        sub(z, self.rowmax_col, out=z)
+        onehot, scale = self.onehot, self.scale
+        onehot.fill(0)
+        onehot[self.rows, labels] = scale
+        picked = dot(z.reshape(-1), self.onehot_flat)          # = lr/B * sum of true logits
+        e = g[last]                                            # written through a .T view
+        np.exp(z, out=e)
+        rowsum = self.rowsum
+        add.reduce(e, 1, out=rowsum)
+        loss = add.reduce(np.log(rowsum)) / self.batch - picked / LR
+        np.divide(scale, rowsum, out=rowsum)                   # lr/B folded into the vector
+        mul(e, self.rowsum_col, out=e)
+        sub(e, onehot, out=e)                                  # g = lr/B * dL/dz
+        blas = self.blas
+        for i in range(last, -1, -1):
+            if i:
+                dot(ws[i], gT[i], out=gT[i - 1])               # (g @ W.T).T = W @ g.T
+                mask = self.maskT[i - 1]
+                np.greater(hT[i - 1], 0, out=mask)
+                mul(gT[i - 1], mask, out=gT[i - 1])
+            if blas is None:
+                dW, db = self.dW[i], self.db[i]
+                dot(x.T if i == 0 else hT[i - 1], g[i], out=dW)
+                dot(gT[i], self.ones, out=db)                  # bias grad as gemv
+                sub(ws[i], dW, out=ws[i])
+                sub(bs[i], db, out=bs[i])
+            elif i:
+                blas.sgemm(-1.0, g[i], self.prevF[i], 1.0, wT[i], 1, 0, 1)
+                blas.sgemv(-1.0, g[i], self.ones, 1.0, bs[i], 0, 1, 0, 1, 1, 1)
+            else:
+                blas.sgemm(-1.0, g[i], x.T, 1.0, wT[i], 1, 1, 1)
+                blas.sgemv(-1.0, g[i], self.ones, 1.0, bs[i], 0, 1, 0, 1, 1, 1)
+        return float(loss)
+
+
 class NumpyStep:
-    """The hand-written reference: preallocated buffers, out=, in-place updates, a one-hot
-    built once per batch, products laid out as A@B or A.T@B (never A @ B.T on C arrays)."""
+    """The simpler hand-written step (the reference before issue 12): preallocated buffers,
+    out=, in-place updates, a one-hot built once per batch, products laid out as A@B or A.T@B
+    (never A @ B.T on C arrays)."""
 
     def __init__(self, params: list[np.ndarray], batch: int) -> None:
         self.params = params
@@ -140,7 +236,10 @@ def run_size(name: str, seconds: float) -> list[tuple]:
     labels = rng.integers(0, sizes[-1], batch)
     if len(sizes) != 4:
         raise ValueError("the benchmark MLP has two hidden layers")
-    ref = NumpyStep(init_params(sizes), batch)
+    ref = CarefulStep(init_params(sizes), batch)
+    simple = NumpyStep(init_params(sizes), batch)
+    blas = scipy_blas()
+    ref_blas = CarefulStep(init_params(sizes), batch, blas) if blas is not None else None
     m_eager, o_eager = make_model(sizes)
     m_comp, o_comp = make_model(sizes)
     eager = aprender_step(m_eager, o_eager)
@@ -148,15 +247,40 @@ def run_size(name: str, seconds: float) -> list[tuple]:
     compiled = ap.compile(aprender_step(m_comp, o_comp))
     first = compiled(x, labels)
     compile_ms = (time.perf_counter() - t0) * 1e3
-    losses = {"numpy": ref(x, labels), "eager": eager(x, labels).item(), "compiled": first.item()}
+    losses = {"numpy": ref(x, labels), "simple": simple(x, labels),
+              "eager": eager(x, labels).item(), "compiled": first.item()}
+    numpy_only = None
+    if ref_blas is not None:
+        losses["scipy"] = ref_blas(x, labels)
+        # the same compiled step without scipy's in-place updates (the numpy-only path)
+        numpy_only = ap.compile(aprender_step(*make_model(sizes)))
+        saved, planning._scipy_axpy = planning._scipy_axpy, lambda dtype: None
+        try:
+            losses["compiled numpy-only"] = numpy_only(x, labels).item()
+        finally:
+            planning._scipy_axpy = saved
     assert max(losses.values()) - min(losses.values()) < 1e-4 * abs(losses["numpy"]), losses
-    systems = [("numpy (hand-written)", lambda: ref(x, labels), None),
+    systems = [("careful numpy", lambda: ref(x, labels), None)]
+    if ref_blas is not None:
+        systems.append(("careful numpy+scipy", lambda: ref_blas(x, labels), None))
+    systems += [("simple numpy", lambda: simple(x, labels), None),
                ("aprender eager", lambda: eager(x, labels), None),
                ("aprender compiled", lambda: compiled(x, labels), compile_ms)]
-    systems += torch_systems(sizes, x, labels)
+    if numpy_only is not None:
+        systems.append(("compiled, numpy only", lambda: numpy_only(x, labels), None))
+    systems += torch_systems(sizes, x, labels) + jax_systems(sizes, x, labels)
     medians = median_us([fn for _, fn, _ in systems], seconds)
-    return [(name, system, us, peak_kib(fn) if not system.startswith("pytorch") else None, ms)
+    untraced = ("pytorch", "jax")
+    return [(name, system, us, None if system.startswith(untraced) else peak_kib(fn), ms)
             for (system, fn, ms), us in zip(systems, medians, strict=True)]
+
+
+def scipy_blas() -> object:
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    return blas
 
 
 def torch_systems(sizes: list[int], x: np.ndarray, labels: np.ndarray) -> list[tuple]:
@@ -182,6 +306,40 @@ def torch_systems(sizes: list[int], x: np.ndarray, labels: np.ndarray) -> list[t
         return loss
 
     return [("pytorch eager", step, None)]
+
+
+def jax_systems(sizes: list[int], x: np.ndarray, labels: np.ndarray) -> list[tuple]:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return []
+    params = [jnp.asarray(p) for p in init_params(sizes)]
+    jx, jy = jnp.asarray(x), jnp.asarray(labels)
+
+    def loss_fn(ps: list, a: object, y: object) -> object:
+        for i in range(0, len(ps), 2):
+            a = a @ ps[i] + ps[i + 1]
+            if i + 2 < len(ps):
+                a = jax.nn.relu(a)
+        logp = jax.nn.log_softmax(a)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], 1))
+
+    @jax.jit
+    def update(ps: list, a: object, y: object) -> tuple:
+        loss, grads = jax.value_and_grad(loss_fn)(ps, a, y)
+        return [p - LR * g for p, g in zip(ps, grads, strict=True)], loss
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(update(params, jx, jy))
+    ms = (time.perf_counter() - t0) * 1e3
+    state = {"ps": params}
+
+    def step() -> object:
+        state["ps"], loss = update(state["ps"], jx, jy)
+        return loss.block_until_ready()
+
+    return [("jax jit", step, ms)]
 
 
 def scaling(seconds: float) -> None:

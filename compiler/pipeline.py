@@ -18,13 +18,16 @@ from .passes import (
     fold_constants,
     fuse,
     lower_reductions,
+    product_totals,
+    relu_masks,
     schedule_collectives,
     simplify,
 )
 
 Pass = Callable[[Graph], Graph]
-DEFAULT_PASSES: tuple[Pass, ...] = (fold_constants, simplify, decompose, lower_reductions, cse,
-                                     dce, fuse, schedule_collectives)
+DEFAULT_PASSES: tuple[Pass, ...] = (fold_constants, simplify, decompose, lower_reductions,
+                                     product_totals, cse, relu_masks, dce, fuse,
+                                     schedule_collectives)
 
 
 @dataclass

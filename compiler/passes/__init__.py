@@ -5,9 +5,10 @@ from .dce import dce
 from .decompose import decompose
 from .fold import fold_constants
 from .fuse import fuse
+from .planning import product_totals, relu_masks
 from .reductions import lower_reductions
 from .schedule import schedule_collectives
 from .simplify import simplify
 
 __all__ = ["cse", "dce", "decompose", "fold_constants", "fuse", "lower_reductions",
-           "schedule_collectives", "simplify"]
+           "product_totals", "relu_masks", "schedule_collectives", "simplify"]
