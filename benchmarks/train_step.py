@@ -1,5 +1,5 @@
 """One training step (forward, cross-entropy, backward, SGD) of a ReLU MLP, float32:
-aprender eager and compiled (with scipy's in-place updates when installed, and numpy only) vs
+aprender eager and compiled vs
 a careful hand-written numpy step (with and without in-place scipy BLAS updates), a simpler
 numpy step, and PyTorch eager / JAX jit when installed.
 
@@ -26,7 +26,6 @@ from eager_overhead import make_mlp as init_params  # same weights in both bench
 import aprender as ap
 from aprender import nn
 from aprender.autograd import Tensor
-from aprender.compiler.passes import planning
 
 SIZES = {"tiny": (32, [64, 128, 128, 10]), "medium": (256, [784, 512, 512, 10]),
          "large": (1024, [1024, 2048, 2048, 10])}
@@ -249,16 +248,8 @@ def run_size(name: str, seconds: float) -> list[tuple]:
     compile_ms = (time.perf_counter() - t0) * 1e3
     losses = {"numpy": ref(x, labels), "simple": simple(x, labels),
               "eager": eager(x, labels).item(), "compiled": first.item()}
-    numpy_only = None
     if ref_blas is not None:
         losses["scipy"] = ref_blas(x, labels)
-        # the same compiled step without scipy's in-place updates (the numpy-only path)
-        numpy_only = ap.compile(aprender_step(*make_model(sizes)))
-        saved, planning._scipy_axpy = planning._scipy_axpy, lambda dtype: None
-        try:
-            losses["compiled numpy-only"] = numpy_only(x, labels).item()
-        finally:
-            planning._scipy_axpy = saved
     assert max(losses.values()) - min(losses.values()) < 1e-4 * abs(losses["numpy"]), losses
     systems = [("careful numpy", lambda: ref(x, labels), None)]
     if ref_blas is not None:
@@ -266,8 +257,6 @@ def run_size(name: str, seconds: float) -> list[tuple]:
     systems += [("simple numpy", lambda: simple(x, labels), None),
                ("aprender eager", lambda: eager(x, labels), None),
                ("aprender compiled", lambda: compiled(x, labels), compile_ms)]
-    if numpy_only is not None:
-        systems.append(("compiled, numpy only", lambda: numpy_only(x, labels), None))
     systems += torch_systems(sizes, x, labels) + jax_systems(sizes, x, labels)
     medians = median_us([fn for _, fn, _ in systems], seconds)
     untraced = ("pytorch", "jax")
