@@ -108,6 +108,8 @@ class NumpyArgument(Tensor):
         raise self._refuse("cumsum", "flattens without an axis")
 
     def __getattr__(self, name: str) -> Any:  # numpy attributes tensors lack (ravel, copy, ...)
+        if name.startswith("__"):  # protocol probes (copy, numpy's interfaces): plain absence
+            raise AttributeError(name)  # (other names refuse: hasattr() must not answer False)
         raise CompileError(with_location(
             f"compile: .{name} on a numpy argument: inside a compiled function the argument is "
             f"traced as a tensor, which has no {name}; call np.{name}(x, ...) instead"))
