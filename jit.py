@@ -380,6 +380,8 @@ def _build_entry(step: StepTrace, leaves: list, key: tuple) -> Entry:
 def _guards(step: StepTrace, leaves: list) -> GuardSet:
     """Every guard of an entry (see the module docstring of ``runtime.guards``)."""
     gs = GuardSet()
+    if step.has_backward:
+        gs.hooks_unchanged()
     firsts: dict[int, int] = {}
     for i, leaf in enumerate(leaves):
         if pytree.by_reference(leaf):

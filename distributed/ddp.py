@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DTypeError, with_location
+from ..errors import DTypeError, describe, with_location
+from ..ir.ops.collective import bad_dtype
 from ..nn.module import Module
 from ..runtime import engine
 from ..runtime.functional import concat
@@ -64,6 +65,7 @@ class DistributedDataParallel(Module):
         self.module = module
         self.broadcast_buffers = bool(broadcast_buffers)
         named = list(module.named_parameters())
+        _check_dtypes(named, list(module.named_buffers()) if broadcast_buffers else [])
         _check_same_parameters(named, list(module.named_buffers()))
         for _, t in [*named, *module.named_buffers()]:
             comm.broadcast(t, 0)
@@ -128,6 +130,18 @@ def _difference(kind: str, first: list, other: list, r: int) -> str | None:
         return (f"rank 0 has {len(first)} {kind}s, rank {r} has {len(other)} ({kind} "
                 f"{extra[0]!r} {extra[1]} is only on rank {who})")
     return None
+
+
+def _check_dtypes(params: list[tuple[str, Tensor]], buffers: list[tuple[str, Tensor]]) -> None:
+    """Gradients are averaged (float32/float64) and buffers summed from rank 0 (those or
+    integers): anything else is refused now rather than at the first backward or forward."""
+    for kind, items, op in (("parameter", params, "mean"), ("buffer", buffers, "sum")):
+        for name, t in items:
+            problem = bad_dtype(op, np.dtype(t.dtype))
+            if problem:
+                raise DTypeError(with_location(
+                    f"DistributedDataParallel: {kind} {name!r} ({describe(t)}) cannot be "
+                    f"synchronised: the all-reduce {problem}"))
 
 
 def _sync_buffers(buffers: list[Tensor]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine import HOOK_VERSION
 from .tensor import GradState, grad_state
 from .walk import Place
 
@@ -93,6 +94,14 @@ class GuardSet:
         self.guards.append(Guard(f"{place.name} has the values it had when traced",
                                  f"{self.bind(same_array)}({at}, {self.bind(copy)})", at,
                                  _show(copy)))
+
+    def hooks_unchanged(self) -> None:
+        """No gradient-ready hook was registered or removed since the trace (its backward ran
+        the hooks of that moment: DDP's all-reduces are in the graph)."""
+        version = HOOK_VERSION.value
+        self.guards.append(Guard("the gradient-ready hooks are those of the trace",
+                                 f"{self.bind(HOOK_VERSION)}.value == {version}",
+                                 f"{self.bind(HOOK_VERSION)}.value", str(version)))
 
     def length(self, place: Place, n: int) -> None:
         at = self._at(place)

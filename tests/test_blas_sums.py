@@ -94,3 +94,10 @@ def test_float32_erf_is_the_rational_approximation_within_5e_7() -> None:
     assert special[0] == 1.0 and special[1] == -1.0 and np.isnan(special[2])
     assert erf(np.array(0.5, np.float32)).shape == ()
     assert erf(np.float64(0.5)).dtype == np.float64     # float64 keeps scipy's or Cody's
+
+
+def test_float32_erf_never_leaves_minus_one_to_one() -> None:
+    from aprender.ir.ops.special import erf
+
+    x = np.linspace(-6, 6, 200001).astype(np.float32)
+    assert np.abs(erf(x)).max() <= 1.0

@@ -145,3 +145,23 @@ def test_results_do_not_alias_the_generated_codes_arrays() -> None:
     b, z2 = fast(np.array([1.0, -0.0]))
     assert a.tolist() == [1.0, 0.0] and np.signbit(a.data()[1])
     assert z2.tolist() == [0.0, 0.0] and b.tolist() == [1.0, 0.0]
+
+
+def test_registering_a_gradient_hook_after_tracing_retraces_the_step() -> None:
+    from aprender.runtime import engine
+
+    w = Tensor(np.array([1.0, 2.0])).requires_grad()
+    seen = []
+
+    def step(x: np.ndarray) -> Tensor:
+        w._grad = None
+        (Tensor(x) * w).sum().backward()
+        return w.grad()
+
+    fast = ap.compile(step)
+    fast(np.ones(2))
+    handle = engine.register_grad_ready_hook(w, lambda leaf, g: seen.append(g.shape))
+    fast(np.ones(2))  # the hook is not in the first trace: a new one runs it
+    assert fast.cache_info()["compiles"] == 2 and seen
+    assert "gradient-ready hooks" in fast.miss_reasons[-1]
+    handle.remove()

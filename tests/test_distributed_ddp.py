@@ -20,6 +20,7 @@ import aprender as ap
 from aprender import nn
 from aprender.autograd import Tensor
 from aprender.compiler.passes.schedule import schedule_collectives
+from aprender.distributed import DistributedDataParallel
 from aprender.errors import GraphError
 from aprender.ir.graph import Graph, Node, Value
 from aprender.ir.registry import get_op
@@ -365,3 +366,10 @@ def test_train_cnn_digits_distributed_on_two_ranks(tmp_path: Path) -> None:
     assert float(re.search(r"test accuracy \(eval mode\): ([0-9.]+)", out).group(1)) >= 0.9
     assert "same test predictions: True" in out
     assert (tmp_path / "cnn_digits.npz").stat().st_size > 0
+
+
+def test_ddp_refuses_dtypes_it_cannot_synchronise_at_construction() -> None:
+    model = nn.Linear(2, 2, rng=0)
+    model.weight = Tensor(np.ones((2, 2), np.float16)).requires_grad()
+    with pytest.raises(ap.DTypeError, match="parameter 'weight'.*float16"):
+        DistributedDataParallel(model)

@@ -108,3 +108,14 @@ def test_product_totals_rule_and_where_it_stays_out(neg) -> None:
     c = ap.compile(h)
     np.testing.assert_allclose(c(a, col).item(), h(a, col).item(), rtol=1e-5)
     assert "_flat" not in c.source()
+
+
+def test_product_total_of_exactly_zero_keeps_eagers_sign() -> None:
+    a = Tensor(np.array([[1.0], [-1.0]]))
+    b = Tensor(np.ones((2, 1)))
+
+    def f(a, b):
+        return (-(a * b).sum(1)).sum()
+
+    got = ap.compile(f)(a, b).item()
+    assert got == 0.0 and np.copysign(1.0, got) == np.copysign(1.0, f(a, b).item()) == 1.0

@@ -90,6 +90,10 @@ def product_totals(graph: Graph) -> Graph:
             total = Value(unique_name(f"{node.out.name}_dot", names), (), node.out.dtype)
             nodes.append(Node(get_op("matmul"), tuple(flats), {}, out=total, src=node.src,
                               tag=node.tag))
-            nodes.append(Node(get_op("neg"), (total,), {}, out=node.out, src=node.src,
+            zero = Value(unique_name(f"{node.out.name}_zero", names), (), node.out.dtype)
+            nodes.append(Node(CONSTANT, (), {"value": np.zeros((), node.out.dtype)}, out=zero,
+                              tag=node.tag))
+            # 0 - total, not -total: an exact zero total stays +0.0, as eager's sums give it
+            nodes.append(Node(get_op("sub"), (zero, total), {}, out=node.out, src=node.src,
                               tag=node.tag))
     return graph.rebuilt(nodes)

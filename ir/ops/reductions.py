@@ -103,11 +103,9 @@ SUM = register(OpDef(
     name="sum", kind="reduction", impl=_sum_impl, infer=_sum_infer,
     vjp=lambda g, out, x, at, needs: (_spread(g, x[0], at["axis"], at["keepdims"]),),
     attrs=("axis", "keepdims"),
-    doc="sum over axes (None: all, giving shape ()); bools and small ints sum as int64; the "
-        "eager kernel sums every axis but one (not the first) of a C-contiguous float array "
-        "with one or two BLAS gemvs with ones vectors",
-    template="add.reduce({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, "
-             "out={{ out }})"))
+    doc="sum over axes (None: all, giving shape ()); bools and small ints sum as int64; "
+        "every axis but one (not the first) of a C-contiguous float array is summed with one "
+        "or two BLAS gemvs with ones vectors (eager and compiled call this kernel alike)"))
 
 
 def _mean_impl(a, axis, keepdims):
