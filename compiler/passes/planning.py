@@ -6,8 +6,9 @@
   the ReLU's output is kept for the backward.
 - Total of a product as a dot: ``sum(neg?(sum(mul(a, b), axes)))`` over every axis (the mean
   cross-entropy's ``-sum(log_softmax * one_hot)``), with ``a`` and ``b`` of one shape and the
-  partial sums read nowhere else, becomes ``neg?(dot(a.reshape(-1), b.reshape(-1)))``: one
-  BLAS dot instead of a multiply into a temporary and two reductions.
+  partial sums read nowhere else, becomes ``dot(a.reshape(-1), b.reshape(-1))`` (with the
+  negation, ``0 - dot``, so an exact zero total stays +0.0 as eager's sums give it): one BLAS
+  dot instead of a multiply into a temporary and two reductions.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def relu_masks(graph: Graph) -> Graph:
 
 
 def product_totals(graph: Graph) -> Graph:
-    """``sum(neg?(sum(mul(a, b), axes)))`` -> ``neg?(dot(flat a, flat b))`` (see above)."""
+    """``sum(neg?(sum(mul(a, b), axes)))`` -> ``(0 -)? dot(flat a, flat b)`` (see above)."""
     producers = {id(v): n for n in graph.nodes for v in node_outputs(n)}
     uses: dict[int, int] = {}
     for node in graph.nodes:
