@@ -227,14 +227,14 @@ class _Reducer:
     """The gradient buckets of one DDP model and the state of the backward in progress. (A
     slotted object: ``compile`` does not walk into it, so its changing state is no guard.)"""
 
-    __slots__ = ("buckets", "where", "next", "queue", "__weakref__")
+    __slots__ = ("buckets", "where", "next", "backward", "__weakref__")
 
     def __init__(self, params: list[Tensor], bucket_mb: float) -> None:
         self.buckets = _make_buckets(params, bucket_mb)
         self.where = {id(p): (k, i) for k, b in enumerate(self.buckets)
                       for i, p in enumerate(b.params)}
         self.next = 0  # the next bucket to start (they start in order)
-        self.queue: list | None = None  # the engine's callback queue of the current backward
+        self.backward: object | None = None  # engine.current_backward() of the last backward
         hook = functools.partial(_on_ready, weakref.ref(self))
         handles = [engine.register_grad_ready_hook(p, hook) for p in params]
         weakref.finalize(self, _remove, handles)
@@ -242,9 +242,9 @@ class _Reducer:
     def ready(self, leaf: Tensor, grad: Tensor) -> None:
         """Gradient-ready hook: copy ``leaf``'s gradient into its bucket; start every bucket
         that is now complete (in order)."""
-        queue = engine._CALLBACKS.queue
-        if queue is not self.queue:  # the first gradient of a new backward
-            self.queue = queue
+        token = engine.current_backward()
+        if token is not self.backward:  # the first gradient of a new backward
+            self.backward = token
             self.next = 0
             for b in self.buckets:
                 b.reset()
@@ -275,7 +275,7 @@ class _Reducer:
 
     def finish(self) -> None:
         """End of the backward: reduce what is left, wait, write the means into the grads."""
-        self.queue = None
+        self.backward = None
         if STATE.recorder is not None:
             self.finish_traced()
             return

@@ -160,6 +160,12 @@ def register_grad_ready_hook(leaf: Tensor, hook: Callable[[Tensor, Tensor], None
     return HookHandle(id(leaf), hook)
 
 
+def current_backward() -> object | None:
+    """A token for the ``backward()`` this thread is running (None outside one): a gradient-
+    ready hook tells by it that a new backward began."""
+    return _CALLBACKS.queue
+
+
 def queue_callback(fn: Callable[[], None]) -> None:
     """Run ``fn()`` once at the end of the ``backward()`` now running, after every gradient
     is written (PyTorch's ``queue_callback``); call it from a gradient-ready hook."""
