@@ -36,6 +36,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..registry import OpDef, register
+from .reductions import ones_vector
 
 _ALL2 = (slice(None), slice(None))
 
@@ -311,14 +312,19 @@ def _conv_input_grad_impl(g, w, stride, padding, dilation, groups, size):
     return _crop(gxp, padding, size)
 
 
+def _check_gradient(g_shape: tuple, x_shape: tuple, w_shape: tuple, stride: tuple,
+                    padding: tuple, dilation: tuple, groups: int) -> None:
+    """An output gradient must have the shape of ``conv`` of ``x_shape`` with ``w_shape``."""
+    out = (x_shape[0], w_shape[0]) + _check_conv(x_shape, w_shape, stride, padding, dilation,
+                                                 groups)
+    if g_shape != out:
+        raise ValueError(f"gradient {list(g_shape)} does not match the output {list(out)} of a "
+                         f"convolution of {list(x_shape)} with {list(w_shape)}")
+
+
 def _conv_input_grad_infer(g, w, stride, padding, dilation, groups, size):
-    n, o = g.shape[:2]
-    x_shape = (n, w.shape[1] * groups) + tuple(size)
-    out = _check_conv(x_shape, tuple(w.shape), stride, padding, dilation, groups)
-    if o != w.shape[0] or tuple(g.shape[2:]) != out:
-        raise ValueError(f"gradient {list(g.shape)} does not match the output "
-                         f"{[n, w.shape[0], *out]} of a convolution of {list(x_shape)} with "
-                         f"{list(w.shape)}")
+    x_shape = (g.shape[0], w.shape[1] * groups) + tuple(size)
+    _check_gradient(tuple(g.shape), x_shape, tuple(w.shape), stride, padding, dilation, groups)
     return x_shape, np.result_type(g.dtype, w.dtype)
 
 
@@ -357,7 +363,7 @@ def _conv_weight_grad_impl(x, g, stride, padding, dilation, groups, kernel_size)
     else:  # the per-sample products summed over the batch: a gemv with ones (PERF-NOTES 5)
         per = np.matmul(col, g4)
         flat_per = per.reshape(n, math.prod(per.shape[1:]))
-        gw = np.dot(np.ones(n, per.dtype), flat_per).reshape(per.shape[1:]) \
+        gw = np.dot(ones_vector(n, per.dtype), flat_per).reshape(per.shape[1:]) \
             if per.dtype.char in "fd" else np.add.reduce(per, axis=0)
     return np.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(
         (o, x.shape[1] // groups) + tuple(kernel_size))
@@ -365,11 +371,7 @@ def _conv_weight_grad_impl(x, g, stride, padding, dilation, groups, kernel_size)
 
 def _conv_weight_grad_infer(x, g, stride, padding, dilation, groups, kernel_size):
     w_shape = (g.shape[1], x.shape[1] // groups) + tuple(kernel_size)
-    out = _check_conv(tuple(x.shape), w_shape, stride, padding, dilation, groups)
-    if tuple(g.shape) != (x.shape[0], w_shape[0]) + out:
-        raise ValueError(f"gradient {list(g.shape)} does not match the output "
-                         f"{[x.shape[0], w_shape[0], *out]} of a convolution of "
-                         f"{list(x.shape)} with {list(w_shape)}")
+    _check_gradient(tuple(g.shape), tuple(x.shape), w_shape, stride, padding, dilation, groups)
     return w_shape, np.result_type(x.dtype, g.dtype)
 
 

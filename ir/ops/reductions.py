@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ def _count(shape, axis):
 _ONES: dict[tuple[int, str], np.ndarray] = {}
 
 
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+def ones_vector(n: int, dtype: np.dtype) -> np.ndarray:
     """A cached read-only vector of ``n`` ones (the BLAS sums' operands)."""
     key = (n, dtype.char)
     v = _ONES.get(key)
@@ -87,9 +88,9 @@ def _blas_sum(a: np.ndarray, axis: Any) -> np.ndarray | None:
     p, m = math.prod(a.shape[:k]), a.shape[k]
     q = math.prod(a.shape[k + 1:])
     if q == 1:  # the leading axes only (bias gradients)
-        return np.dot(_ones(p, a.dtype), a.reshape(p, m))
-    inner = np.dot(a.reshape(p * m, q), _ones(q, a.dtype)).reshape(p, m)
-    return np.dot(_ones(p, a.dtype), inner)
+        return np.dot(ones_vector(p, a.dtype), a.reshape(p, m))
+    inner = np.dot(a.reshape(p * m, q), ones_vector(q, a.dtype)).reshape(p, m)
+    return np.dot(ones_vector(p, a.dtype), inner)
 
 
 def _sum_impl(a, axis, keepdims):
@@ -127,8 +128,8 @@ MEAN = register(OpDef(
     template="mean({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, out={{ out }})"))
 
 
-def _max_impl(a, axis, keepdims):
-    return np.maximum.reduce(a, axis=axis, keepdims=keepdims)
+def _ufunc_reduce(ufunc, a, axis, keepdims):
+    return ufunc.reduce(a, axis=axis, keepdims=keepdims)
 
 
 def _max_vjp(g, out, x, at, needs):
@@ -141,26 +142,20 @@ def _max_vjp(g, out, x, at, needs):
     return (_spread(g, a, axis, keepdims).mul(share),)
 
 
-MAX = register(OpDef(
-    name="max", kind="reduction", impl=_max_impl, infer=_reduce_infer, vjp=_max_vjp,
-    save_inputs=True, save_output=True, attrs=("axis", "keepdims"),
-    doc="maximum over axes (NaN propagates); tied maxima share the gradient evenly, a NaN "
-        "result's gradient goes to the NaNs",
-    template="maximum.reduce({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, "
-             "out={{ out }})"))
+def _extreme(name: str, ufunc: np.ufunc, word: str) -> OpDef:
+    """``max`` or ``min`` over axes: the ufunc's reduce, ``_max_vjp`` for both."""
+    return register(OpDef(
+        name=name, kind="reduction", impl=functools.partial(_ufunc_reduce, ufunc),
+        infer=_reduce_infer, vjp=_max_vjp, save_inputs=True, save_output=True,
+        attrs=("axis", "keepdims"),
+        doc=f"{word} over axes (NaN propagates); ties share the gradient evenly, a NaN "
+            f"result's gradient goes to the NaNs",
+        template=f"{ufunc.__name__}.reduce({{{{ x[0] }}}}, axis={{{{ a.axis }}}}, "
+                 f"keepdims={{{{ a.keepdims }}}}, out={{{{ out }}}})"))
 
 
-def _min_impl(a, axis, keepdims):
-    return np.minimum.reduce(a, axis=axis, keepdims=keepdims)
-
-
-MIN = register(OpDef(
-    name="min", kind="reduction", impl=_min_impl, infer=_reduce_infer, vjp=_max_vjp,
-    save_inputs=True, save_output=True, attrs=("axis", "keepdims"),
-    doc="minimum over axes (NaN propagates); tied minima share the gradient evenly, a NaN "
-        "result's gradient goes to the NaNs",
-    template="minimum.reduce({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, "
-             "out={{ out }})"))
+MAX = _extreme("max", np.maximum, "maximum")
+MIN = _extreme("min", np.minimum, "minimum")
 
 
 def _arg_infer(x, axis, keepdims):
@@ -171,28 +166,23 @@ def _arg_infer(x, axis, keepdims):
     return shape, np.dtype(np.intp)
 
 
-def _argmax_impl(a, axis, keepdims):
-    return np.argmax(a, axis=axis, keepdims=keepdims)
+def _arg_impl(fn, a, axis, keepdims):
+    return fn(a, axis=axis, keepdims=keepdims)
 
 
-def _argmin_impl(a, axis, keepdims):
-    return np.argmin(a, axis=axis, keepdims=keepdims)
+def _arg_extreme(fn: Callable, word: str) -> OpDef:
+    """``argmax`` or ``argmin`` along one axis (no gradient)."""
+    return register(OpDef(
+        name=fn.__name__, kind="reduction", impl=functools.partial(_arg_impl, fn),
+        infer=_arg_infer, attrs=("axis", "keepdims"),
+        doc=f"index of the {word} along one axis (None: of the flattened values); the first "
+            f"one on ties; a NaN counts as the {word} (int64, no gradient)",
+        template=f"np.{fn.__name__}({{{{ x[0] }}}}, axis={{{{ a.axis }}}}, "
+                 f"keepdims={{{{ a.keepdims }}}}, out={{{{ out }}}})"))
 
 
-ARGMAX = register(OpDef(
-    name="argmax", kind="reduction", impl=_argmax_impl, infer=_arg_infer,
-    attrs=("axis", "keepdims"),
-    doc="index of the maximum along one axis (None: of the flattened values); the first one "
-        "on ties; a NaN counts as the maximum (int64, no gradient)",
-    template="np.argmax({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, "
-             "out={{ out }})"))
-ARGMIN = register(OpDef(
-    name="argmin", kind="reduction", impl=_argmin_impl, infer=_arg_infer,
-    attrs=("axis", "keepdims"),
-    doc="index of the minimum along one axis (None: of the flattened values); the first one "
-        "on ties; a NaN counts as the minimum (int64, no gradient)",
-    template="np.argmin({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, "
-             "out={{ out }})"))
+ARGMAX = _arg_extreme(np.argmax, "maximum")
+ARGMIN = _arg_extreme(np.argmin, "minimum")
 
 
 def _var_infer(x, axis, correction, keepdims):

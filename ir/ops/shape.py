@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -267,19 +267,20 @@ def _triangle_infer(x, diagonal):
     return tuple(x.shape), np.dtype(x.dtype)
 
 
-TRIL = register(OpDef(
-    name="tril", kind="other", impl=lambda a, diagonal: np.tril(a, diagonal),
-    infer=_triangle_infer,
-    vjp=lambda g, out, x, at, needs: (g.tril(at["diagonal"]),),
-    attrs=("diagonal",), doc="the lower triangle of the last two dimensions (the rest zeroed)",
-    template="np.tril({{ x[0] }}, {{ a.diagonal }})"))
+def _triangle(fn: Callable, word: str) -> OpDef:
+    """``tril`` or ``triu`` of the last two dimensions; its gradient is the same triangle."""
+    name = fn.__name__
+    return register(OpDef(
+        name=name, kind="other", impl=lambda a, diagonal: fn(a, diagonal),
+        infer=_triangle_infer,
+        vjp=lambda g, out, x, at, needs: (getattr(g, name)(at["diagonal"]),),
+        attrs=("diagonal",), doc=f"the {word} triangle of the last two dimensions (the rest "
+                                 f"zeroed)",
+        template=f"np.{name}({{{{ x[0] }}}}, {{{{ a.diagonal }}}})"))
 
-TRIU = register(OpDef(
-    name="triu", kind="other", impl=lambda a, diagonal: np.triu(a, diagonal),
-    infer=_triangle_infer,
-    vjp=lambda g, out, x, at, needs: (g.triu(at["diagonal"]),),
-    attrs=("diagonal",), doc="the upper triangle of the last two dimensions (the rest zeroed)",
-    template="np.triu({{ x[0] }}, {{ a.diagonal }})"))
+
+TRIL = _triangle(np.tril, "lower")
+TRIU = _triangle(np.triu, "upper")
 
 
 # --- padding -----------------------------------------------------------------------------------

@@ -94,6 +94,15 @@ _F32_Q = tuple(np.float32(c) for c in (
 _F32_BLOCK = 65536  # elements a block: its four work arrays stay in the L2 cache
 
 
+def _horner(coefficients: tuple, x: np.ndarray, out: np.ndarray) -> None:
+    """``out <- c0 x^n + ... + cn`` (highest power first), in place."""
+    np.multiply(x, coefficients[0], out=out)
+    for c in coefficients[1:-1]:
+        np.add(out, c, out=out)
+        np.multiply(out, x, out=out)
+    np.add(out, coefficients[-1], out=out)
+
+
 def erf_float32(a: np.ndarray) -> np.ndarray:
     """The error function of a float32 array in float32 (nan stays nan, +-inf gives +-1),
     evaluated block by block so that the twenty-odd passes run from the cache."""
@@ -108,17 +117,9 @@ def erf_float32(a: np.ndarray) -> np.ndarray:
         np.minimum(flat[start:stop], np.float32(4.0), out=xs)
         np.maximum(xs, np.float32(-4.0), out=xs)
         np.multiply(xs, xs, out=x2s)
-        np.multiply(x2s, _F32_P[0], out=p)
-        for c in _F32_P[1:-1]:
-            np.add(p, c, out=p)
-            np.multiply(p, x2s, out=p)
-        np.add(p, _F32_P[-1], out=p)
+        _horner(_F32_P, x2s, p)
         np.multiply(p, xs, out=p)
-        np.multiply(x2s, _F32_Q[0], out=qs)
-        for c in _F32_Q[1:-1]:
-            np.add(qs, c, out=qs)
-            np.multiply(qs, x2s, out=qs)
-        np.add(qs, _F32_Q[-1], out=qs)
+        _horner(_F32_Q, x2s, qs)
         np.true_divide(p, qs, out=p)
         np.clip(p, -1.0, 1.0, out=p)  # the rational form overshoots 1 slightly near |x| = 4
     return res.reshape(np.shape(a))
