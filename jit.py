@@ -380,8 +380,6 @@ def _build_entry(step: StepTrace, leaves: list, key: tuple) -> Entry:
 def _guards(step: StepTrace, leaves: list) -> GuardSet:
     """Every guard of an entry (see the module docstring of ``runtime.guards``)."""
     gs = GuardSet()
-    if step.has_backward:
-        gs.hooks_unchanged()
     firsts: dict[int, int] = {}
     for i, leaf in enumerate(leaves):
         if pytree.by_reference(leaf):
@@ -407,6 +405,11 @@ def _guards(step: StepTrace, leaves: list) -> GuardSet:
         src = step.sources[k]
         if isinstance(src.obj, Tensor):
             gs.attribute(src.name, gs.bind(src.obj), "_rg", src.obj._rg)
+    for k, _, _ in step.grad_writes if step.has_backward else ():
+        src = step.sources[k]
+        leaf = src.obj if src.obj is not None else leaves[src.index]
+        gs.hooks_unchanged(src.name, gs.bind(leaf) if src.obj is not None else f"L[{src.index}]",
+                           leaf)
     for k, state in step.grad_reads:
         src = step.sources[k]
         gs.grad_state(src.name, gs.bind(src.obj) if src.obj is not None else f"L[{src.index}]",

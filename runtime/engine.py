@@ -107,16 +107,6 @@ def _accumulate(grads: dict, key: Any, g: Tensor) -> None:
 _READY_HOOKS: dict[int, tuple[weakref.ref, list[Callable[[Tensor, Tensor], None]]]] = {}
 
 
-class _HookVersion:
-    """Counts registrations and removals of gradient-ready hooks: a compiled step that traced a
-    ``backward()`` guards it, since the hooks it ran (DDP's all-reduces) are in its graph."""
-
-    value = 0
-
-
-HOOK_VERSION = _HookVersion()
-
-
 class _Callbacks(threading.local):
     #: the callbacks queued during the ``backward()`` this thread is running (None outside one)
     queue: list[Callable[[], None]] | None = None
@@ -137,7 +127,6 @@ class HookHandle:
         entry = _READY_HOOKS.get(self._key)
         if entry is not None and self._hook in entry[1]:
             entry[1].remove(self._hook)
-            HOOK_VERSION.value += 1
             if not entry[1]:
                 del _READY_HOOKS[self._key]
 
@@ -156,8 +145,16 @@ def register_grad_ready_hook(leaf: Tensor, hook: Callable[[Tensor, Tensor], None
     if entry is None or entry[0]() is not leaf:  # new, or a dead tensor's id reused
         entry = _READY_HOOKS[id(leaf)] = (weakref.ref(leaf), [])
     entry[1].append(hook)
-    HOOK_VERSION.value += 1
     return HookHandle(id(leaf), hook)
+
+
+def hook_ids(leaf: Tensor) -> tuple[int, ...]:
+    """The identities of ``leaf``'s gradient-ready hooks: a compiled step that traced a
+    ``backward()`` guards them, since the hooks it ran (DDP's all-reduces) are in its graph."""
+    entry = _READY_HOOKS.get(id(leaf))
+    if entry is None or entry[0]() is not leaf:
+        return ()
+    return tuple(map(id, entry[1]))
 
 
 def current_backward() -> object | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import HOOK_VERSION
+from .engine import hook_ids
 from .tensor import GradState, grad_state
 from .walk import Place
 
@@ -95,13 +95,13 @@ class GuardSet:
                                  f"{self.bind(same_array)}({at}, {self.bind(copy)})", at,
                                  _show(copy)))
 
-    def hooks_unchanged(self) -> None:
-        """No gradient-ready hook was registered or removed since the trace (its backward ran
-        the hooks of that moment: DDP's all-reduces are in the graph)."""
-        version = HOOK_VERSION.value
-        self.guards.append(Guard("the gradient-ready hooks are those of the trace",
-                                 f"{self.bind(HOOK_VERSION)}.value == {version}",
-                                 f"{self.bind(HOOK_VERSION)}.value", str(version)))
+    def hooks_unchanged(self, name: str, obj: str, leaf: Any) -> None:
+        """``obj`` (the leaf ``leaf``) has the gradient-ready hooks it had when traced (its
+        backward ran them: DDP's all-reduces are in the graph)."""
+        fn, expected = self.bind(hook_ids), hook_ids(leaf)
+        self.guards.append(Guard(f"{name} has the gradient-ready hooks of the trace",
+                                 f"{fn}({obj}) == {expected!r}", f"{fn}({obj})",
+                                 repr(expected)))
 
     def length(self, place: Place, n: int) -> None:
         at = self._at(place)

@@ -163,5 +163,5 @@ def test_registering_a_gradient_hook_after_tracing_retraces_the_step() -> None:
     handle = engine.register_grad_ready_hook(w, lambda leaf, g: seen.append(g.shape))
     fast(np.ones(2))  # the hook is not in the first trace: a new one runs it
     assert fast.cache_info()["compiles"] == 2 and seen
-    assert "gradient-ready hooks" in fast.miss_reasons[-1]
+    assert "gradient-ready hooks of the trace" in fast.miss_reasons[-1]
     handle.remove()
