@@ -3,7 +3,7 @@
 Eager tensors record every op into an IR graph (the tape); ``backward()`` walks it in reverse.
 """
 
-from . import autograd, data, ir, nn, optim
+from . import autograd, data, func, ir, nn, optim
 from .errors import (
     AnomalyError,
     AprenderError,
@@ -11,6 +11,7 @@ from .errors import (
     GraphError,
     ShapeError,
     StateDictError,
+    TransformError,
 )
 from .jit import compile  # noqa: A004
 from .runtime import (
@@ -49,8 +50,8 @@ from .runtime import (
 __version__ = "0.1.0"
 
 __all__ = ["AnomalyError", "AprenderError", "DTypeError", "Generator", "GraphError", "ShapeError",
-           "StateDictError", "Tensor", "arange", "autograd", "cat", "clear_grad", "clear_graph",
-           "compile", "concat", "data", "detect_anomaly", "einsum", "enable_grad", "eye", "full",
-           "get_grad", "grad", "ir", "is_grad_enabled", "linspace", "manual_seed", "maximum",
-           "minimum", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randn", "stack",
-           "trace", "uniform", "where", "zeros", "zeros_like"]
+           "StateDictError", "Tensor", "TransformError", "arange", "autograd", "cat",
+           "clear_grad", "clear_graph", "compile", "concat", "data", "detect_anomaly", "einsum",
+           "enable_grad", "eye", "full", "func", "get_grad", "grad", "ir", "is_grad_enabled",
+           "linspace", "manual_seed", "maximum", "minimum", "nn", "no_grad", "ones", "ones_like",
+           "optim", "rand", "randn", "stack", "trace", "uniform", "where", "zeros", "zeros_like"]

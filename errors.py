@@ -38,6 +38,11 @@ class CompileError(AprenderError, RuntimeError):
     """``compile`` cannot give the eager result for this call, and says why."""
 
 
+class TransformError(AprenderError, ValueError):
+    """A function transform (``aprender.func``: grad, vmap, jvp, ...) cannot take this call:
+    an op without a batching rule, mismatched ``in_axes``, a non-scalar ``grad`` output, ..."""
+
+
 class StateDictError(AprenderError, KeyError):
     """A state dict with missing, unexpected or mis-shaped entries."""
 

@@ -21,6 +21,22 @@ KINDS = ("elementwise", "reduction", "view", "matmul", "other")
 VJP = Callable[[Any, Any, tuple, dict, tuple], tuple]
 
 
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """What a batching rule knows beyond its inputs: the batch size and ``vmap``'s
+    ``randomness`` (``"error"``, ``"different"`` or ``"same"``)."""
+
+    size: int
+    randomness: str = "error"
+
+
+#: ``batch(op, xs, batched, attrs, info) -> value``: ``op`` applied to every example at once
+#: (``vmap``). An input ``xs[i]`` with ``batched[i]`` carries the batch at axis 0 and the
+#: example's axes after it; an unbatched input is as every example sees it (at least one input
+#: is batched). The result carries the batch at axis 0. Written with op methods, like VJPs.
+Batch = Callable[["OpDef", tuple, tuple, dict, BatchInfo], Any]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class OpDef:
     """Everything about one operation. See the module docstring."""
@@ -30,6 +46,8 @@ class OpDef:
     impl: Callable[..., np.ndarray]
     infer: Callable[..., tuple[tuple[int, ...], np.dtype]]
     vjp: VJP | None = None
+    #: the batching rule (see ``Batch``); None: ``vmap`` refuses the op, naming it
+    batch: Batch | None = None
     #: the VJP reads the input values (so an in-place change of an input breaks it)
     save_inputs: bool = False
     #: the VJP reads the output value
@@ -48,6 +66,9 @@ class OpDef:
     #: the kernel acts beyond its result (an MPI collective: every rank must run it): passes
     #: never drop, merge or fold it
     effects: bool = False
+    #: the op draws random numbers: ``vmap``'s ``randomness`` decides how it batches, so its
+    #: batching rule runs even when no input is batched
+    draws: bool = False
     #: codegen template (a Jinja expression) filled in by the compiler; None until it has one
     template: str | None = None
     doc: str = ""

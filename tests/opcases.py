@@ -174,6 +174,79 @@ def check_compiled(case: Case) -> None:
                 np.testing.assert_allclose(gf.data(), ge.data(), rtol=1e-10, atol=1e-12)
 
 
+BATCH = 3
+
+
+def _stacked(case: Case) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
+    """``BATCH`` examples of the case's float inputs, and each input stacked along axis 0."""
+    examples = [inputs(case, seed) for seed in range(BATCH)]
+    return examples, [np.stack(column) for column in zip(*examples, strict=True)]
+
+
+def _loop(fn: Callable, examples: list[list[Any]]) -> list[np.ndarray]:
+    """``fn`` on each example, its outputs stacked."""
+    outs = [fn(*[Tensor(a) for a in ex]) for ex in examples]
+    outs = [o if isinstance(o, list | tuple) else [o] for o in outs]
+    return [np.stack([o[k].data() for o in outs]) for k in range(len(outs[0]))]
+
+
+def _close(got: Any, want: list[np.ndarray], rtol: float = 1e-10) -> None:
+    got = got if isinstance(got, list | tuple) else [got]
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape, (g.shape, w.shape)
+        assert g.dtype == w.dtype, (g.dtype, w.dtype)
+        np.testing.assert_allclose(g.data(), w, rtol=rtol, atol=rtol)
+
+
+def check_vmap(case: Case) -> None:
+    """``vmap`` of the case equals a loop over ``BATCH`` examples: every float input batched
+    along axis 0; the last one unbatched; the first batched along its last axis; the fixed
+    numpy inputs (indices, masks) batched too; and, for differentiable cases, ``vmap(grad)``
+    of a weighted sum equals a loop of per-example gradients."""
+    fn, n = _bind(case), len(case.shapes)
+    examples, stacked = _stacked(case)
+    _close(ap.func.vmap(fn)(*[Tensor(a) for a in stacked]), _loop(fn, examples))
+    if n > 1:
+        shared = examples[0][-1]
+        axes = (0,) * (n - 1) + (None,)
+        got = ap.func.vmap(fn, in_axes=axes)(*[Tensor(a) for a in stacked[:-1]], Tensor(shared))
+        _close(got, _loop(fn, [ex[:-1] + [shared] for ex in examples]))
+    if n and np.ndim(examples[0][0]) > 0:
+        moved = [np.moveaxis(stacked[0], 0, -1), *stacked[1:]]
+        got = ap.func.vmap(fn, in_axes=(-1,) + (0,) * (n - 1))(*[Tensor(a) for a in moved])
+        _close(got, _loop(fn, examples))
+    traced, extra = traceable(case)
+    if extra:
+        batch_extra = [np.stack([e] * BATCH) for e in extra]
+        got = ap.func.vmap(traced)(*[Tensor(a) for a in stacked], *batch_extra)
+        _close(got, _loop(fn, examples))
+    probe = fn(*[Tensor(a) for a in examples[0]])
+    if case.grads and probe.dtype.kind == "f" and n:
+        weights = Tensor(np.random.default_rng(7).uniform(0.5, 1.5, probe.shape))
+        loss = ap.func.grad(lambda *xs: (fn(*xs) * weights).sum(), argnums=tuple(range(n)))
+        got = ap.func.vmap(loss)(*[Tensor(a) for a in stacked])
+        _close(list(got), _loop(loss, examples), rtol=1e-9)
+
+
+def check_jvp(case: Case) -> None:
+    """``jvp`` against a central difference in float64 along a random direction."""
+    fn, n = _bind(case), len(case.shapes)
+    if not case.grads or not n:
+        return
+    xs = inputs(case)
+    rng = np.random.default_rng(11)
+    ts = [rng.uniform(-1, 1, x.shape) for x in xs]
+    out, tangent = ap.func.jvp(fn, [Tensor(x) for x in xs], [Tensor(t) for t in ts])
+    if out.dtype.kind != "f":
+        return
+    eps = 1e-6
+    plus = fn(*[Tensor(x + eps * t) for x, t in zip(xs, ts, strict=True)]).data()
+    minus = fn(*[Tensor(x - eps * t) for x, t in zip(xs, ts, strict=True)]).data()
+    np.testing.assert_allclose(tangent.data(), (plus - minus) / (2 * eps), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.data(), fn(*[Tensor(x) for x in xs]).data(), rtol=1e-12)
+
+
 def all_cases() -> tuple[list[Case], set[str]]:
     """Every family's ``CASES`` and ``INDIRECT`` names, from ``tests/cases_*.py``."""
     cases: list[Case] = []

@@ -59,6 +59,28 @@ def test_compiled_equals_eager(case: Case) -> None:
     opcases.check_compiled(case)
 
 
+@pytest.mark.parametrize("case", ALL_CASES, ids=ids)
+def test_vmap_equals_a_loop(case: Case) -> None:
+    opcases.check_vmap(case)
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=ids)
+def test_jvp_matches_finite_differences(case: Case) -> None:
+    opcases.check_jvp(case)
+
+
+#: ops vmap cannot batch, and why
+NO_BATCHING_RULE = {
+    "constant": "has no inputs, so it is never batched",
+}
+
+
+def test_every_registered_op_has_a_batching_rule() -> None:
+    missing = sorted(name for name, op in all_ops().items()
+                     if op.batch is None and name not in NO_BATCHING_RULE)
+    assert not missing, f"ops with no batching rule: {missing}"
+
+
 def test_every_registered_op_has_a_case_or_is_covered_indirectly() -> None:
     seen = set().union(*(opcases.check_shape_rule(c) for c in ALL_CASES))
     missing = set(all_ops()) - seen - INDIRECT

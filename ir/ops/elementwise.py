@@ -10,13 +10,15 @@ import numpy as np
 from ...errors import DTypeError, describe, with_location
 from ..registry import OpDef, register
 from . import special
+from .batching import elementwise_batch
 from .rules import NO_ATTRS, OpBase, elementwise_infer, shape_error, unbroadcast
 
 
 def _elementwise(name, impl, vjp=None, *, save_inputs=False, save_output=False, attrs=(),
                  doc="", template=None, save_if_one_needs=None):
     return register(OpDef(name=name, kind="elementwise", impl=impl,
-                          infer=elementwise_infer(impl), vjp=vjp, save_inputs=save_inputs,
+                          infer=elementwise_infer(impl), vjp=vjp, batch=elementwise_batch,
+                          save_inputs=save_inputs,
                           save_output=save_output, save_if_one_needs=save_if_one_needs,
                           attrs=attrs, doc=doc, template=template))
 

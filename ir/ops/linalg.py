@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import OpDef, register
+from ..registry import BatchInfo, OpDef, register
+from .batching import align, example_ndim
 from .rules import NO_ATTRS, OpBase, shape_error, unbroadcast
 
 
@@ -53,8 +54,28 @@ def _matmul_vjp(g, out, x, at, needs):
     return ga, gb
 
 
+def _matmul_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """1-D examples become a row (left) or a column (right), the examples' stacks are aligned
+    behind the batch axis, and numpy's matmul broadcasting does the rest."""
+    (a, b), (ba, bb) = xs, batched
+    row = example_ndim(a, ba) == 1
+    col = example_ndim(b, bb) == 1
+    if row:
+        a = a.reshape((*a.shape[:-1], 1, a.shape[-1]))
+    if col:
+        b = b.reshape((*b.shape, 1))
+    a, b = align((a, b), (ba, bb))
+    out = a._apply(op, (a, b), attrs)
+    if row or col:
+        keep = out.shape[:-2] + (() if row else out.shape[-2:-1]) + (() if col else
+                                                                     out.shape[-1:])
+        out = out.reshape(keep)
+    return out
+
+
 MATMUL = register(OpDef(
     name="matmul", kind="matmul", impl=np.matmul, infer=_matmul_infer, vjp=_matmul_vjp,
+    batch=_matmul_batch,
     save_inputs=True, save_if_one_needs=(1, 0),
     doc="matrix product with numpy matmul rules (1-D, 2-D, batched)",
     # np.dot with out= is the fastest 2-D product (PERF-NOTES rule 2)
@@ -225,8 +246,18 @@ def _einsum_vjp(g, out, x, at, needs):
     return tuple(grads)
 
 
+def _einsum_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """A new subscript for the batch, leading every batched operand and the output."""
+    equation = attrs["equation"]
+    letter = next(c for c in string.ascii_letters if c not in equation)
+    ins, out = equation.split("->")
+    terms = [letter + t if b else t for t, b in zip(ins.split(","), batched, strict=True)]
+    return xs[0]._apply(op, xs, {"equation": ",".join(terms) + "->" + letter + out})
+
+
 EINSUM = register(OpDef(
     name="einsum", kind="matmul", impl=_einsum_impl, infer=_einsum_infer, vjp=_einsum_vjp,
+    batch=_einsum_batch,
     save_inputs=True, attrs=("equation",),
     doc="Einstein summation over an explicit equation (ellipses and size-1 broadcasting are "
         "resolved before the op); pairs contract by one BLAS matmul, in numpy's greedy order; "

@@ -9,12 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import OpDef, register
+from ..registry import BatchInfo, OpDef, register
+from .batching import axis_batch, example_ndim
 from .rules import NO_ATTRS, OpBase, pick_alias, reduced_shape, shape_error
 
 
 def _reduce_infer(x, axis, keepdims):
     return reduced_shape(tuple(x.shape), axis, keepdims), np.dtype(x.dtype)
+
+
+#: the batching rule of ops whose ``axis`` attribute is normalized axes of the example
+_AXIS = axis_batch("axis")
 
 
 def _accumulate_dtype(dtype):
@@ -103,7 +108,7 @@ def _sum_impl(a, axis, keepdims):
 SUM = register(OpDef(
     name="sum", kind="reduction", impl=_sum_impl, infer=_sum_infer,
     vjp=lambda g, out, x, at, needs: (_spread(g, x[0], at["axis"], at["keepdims"]),),
-    attrs=("axis", "keepdims"),
+    attrs=("axis", "keepdims"), batch=_AXIS,
     doc="sum over axes (None: all, giving shape ()); bools and small ints sum as int64; "
         "every axis but one (not the first) of a C-contiguous float array is summed with one "
         "or two BLAS gemvs with ones vectors (eager and compiled call this kernel alike)"))
@@ -123,7 +128,7 @@ MEAN = register(OpDef(
     name="mean", kind="reduction", impl=_mean_impl,
     infer=lambda x, axis, keepdims: (reduced_shape(tuple(x.shape), axis, keepdims),
                                      _mean_dtype(x.dtype)),
-    vjp=_mean_vjp, attrs=("axis", "keepdims"),
+    vjp=_mean_vjp, attrs=("axis", "keepdims"), batch=_AXIS,
     doc="mean over axes (None: all); over no elements it is NaN, as in numpy and PyTorch",
     template="mean({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, out={{ out }})"))
 
@@ -147,7 +152,7 @@ def _extreme(name: str, ufunc: np.ufunc, word: str) -> OpDef:
     return register(OpDef(
         name=name, kind="reduction", impl=functools.partial(_ufunc_reduce, ufunc),
         infer=_reduce_infer, vjp=_max_vjp, save_inputs=True, save_output=True,
-        attrs=("axis", "keepdims"),
+        attrs=("axis", "keepdims"), batch=_AXIS,
         doc=f"{word} over axes (NaN propagates); ties share the gradient evenly, a NaN "
             f"result's gradient goes to the NaNs",
         template=f"{ufunc.__name__}.reduce({{{{ x[0] }}}}, axis={{{{ a.axis }}}}, "
@@ -170,11 +175,23 @@ def _arg_impl(fn, a, axis, keepdims):
     return fn(a, axis=axis, keepdims=keepdims)
 
 
+def _arg_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """Along an axis: that axis moved by one; over all (the flattened example): over each
+    example flattened."""
+    (x,), axis = xs, attrs["axis"]
+    if axis is not None:
+        return x._apply(op, xs, {**attrs, "axis": axis + 1})
+    ndim = example_ndim(x, True)
+    rows = x.reshape((x.shape[0], -1))
+    flat = rows._apply(op, (rows,), {"axis": 1, "keepdims": False})
+    return flat.reshape((x.shape[0],) + (1,) * ndim) if attrs["keepdims"] else flat
+
+
 def _arg_extreme(fn: Callable, word: str) -> OpDef:
     """``argmax`` or ``argmin`` along one axis (no gradient)."""
     return register(OpDef(
         name=fn.__name__, kind="reduction", impl=functools.partial(_arg_impl, fn),
-        infer=_arg_infer, attrs=("axis", "keepdims"),
+        infer=_arg_infer, attrs=("axis", "keepdims"), batch=_arg_batch,
         doc=f"index of the {word} along one axis (None: of the flattened values); the first "
             f"one on ties; a NaN counts as the {word} (int64, no gradient)",
         template=f"np.{fn.__name__}({{{{ x[0] }}}}, axis={{{{ a.axis }}}}, "
@@ -211,7 +228,7 @@ VAR = register(OpDef(
     name="var", kind="reduction", impl=_var_impl, infer=_var_infer,
     vjp=lambda g, out, x, at, needs: (
         _var_grad(g, x[0], at["axis"], at["correction"], at["keepdims"]),),
-    save_inputs=True, attrs=("axis", "correction", "keepdims"),
+    save_inputs=True, attrs=("axis", "correction", "keepdims"), batch=_AXIS,
     doc="variance over axes: sum (x - mean)^2 / (N - correction) (PyTorch's correction, "
         "numpy's ddof)",
     template="np.var({{ x[0] }}, axis={{ a.axis }}, ddof={{ a.correction }}, "
@@ -226,7 +243,7 @@ def _std_vjp(g, out, x, at, needs):
 
 STD = register(OpDef(
     name="std", kind="reduction", impl=_std_impl, infer=_var_infer, vjp=_std_vjp,
-    save_inputs=True, save_output=True, attrs=("axis", "correction", "keepdims"),
+    save_inputs=True, save_output=True, attrs=("axis", "correction", "keepdims"), batch=_AXIS,
     doc="standard deviation over axes: sqrt(var); its gradient is 0 where it is 0",
     template="np.std({{ x[0] }}, axis={{ a.axis }}, ddof={{ a.correction }}, "
              "keepdims={{ a.keepdims }}, out={{ out }})"))
@@ -256,7 +273,7 @@ def _prod_vjp(g, out, x, at, needs):
 PROD = register(OpDef(
     name="prod", kind="reduction", impl=_prod_impl, infer=lambda x, axis, keepdims: (
         reduced_shape(tuple(x.shape), axis, keepdims), _accumulate_dtype(x.dtype)),
-    vjp=_prod_vjp, save_inputs=True, save_output=True, attrs=("axis", "keepdims"),
+    vjp=_prod_vjp, save_inputs=True, save_output=True, attrs=("axis", "keepdims"), batch=_AXIS,
     doc="product over axes (None: all); the gradient is the product of the other elements, "
         "exact with zeros in the input",
     template="np.prod({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, out={{ out }})"))
@@ -285,7 +302,7 @@ def _logsumexp_vjp(g, out, x, at, needs):
 
 LOGSUMEXP = register(OpDef(
     name="logsumexp", kind="reduction", impl=_logsumexp_impl, infer=_float_reduce_infer,
-    vjp=_logsumexp_vjp, save_inputs=True, save_output=True, attrs=("axis", "keepdims"),
+    vjp=_logsumexp_vjp, save_inputs=True, save_output=True, attrs=("axis", "keepdims"), batch=_AXIS,
     doc="log(sum(exp(x))) over axes, shifted by the maximum for stability (-inf over no "
         "elements)"))
 
@@ -304,10 +321,12 @@ def _bool_infer(x, axis, keepdims):
 
 ANY = register(OpDef(
     name="any", kind="reduction", impl=_any_impl, infer=_bool_infer, attrs=("axis", "keepdims"),
+    batch=_AXIS,
     doc="whether any element is nonzero over axes (bool, no gradient)",
     template="np.any({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, out={{ out }})"))
 ALL = register(OpDef(
     name="all", kind="reduction", impl=_all_impl, infer=_bool_infer, attrs=("axis", "keepdims"),
+    batch=_AXIS,
     doc="whether every element is nonzero over axes (bool, no gradient)",
     template="np.all({{ x[0] }}, axis={{ a.axis }}, keepdims={{ a.keepdims }}, out={{ out }})"))
 
@@ -326,7 +345,7 @@ CUMSUM = register(OpDef(
     # the gradient of a running sum is the running sum from the end
     vjp=lambda g, out, x, at, needs: (
         _reverse(_reverse(g, at["axis"]).cumsum(at["axis"]), at["axis"]),),
-    attrs=("axis",), doc="running sum along one axis (bools and small ints as int64)",
+    attrs=("axis",), batch=_AXIS, doc="running sum along one axis (bools and small ints as int64)",
     template="np.cumsum({{ x[0] }}, axis={{ a.axis }}, out={{ out }})"))
 
 
@@ -360,8 +379,18 @@ def _sum_to_infer(x, shape):
     return tuple(shape), np.dtype(x.dtype)
 
 
+def _sum_to_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """The example's extra leading axes summed first, so the batch axis stays."""
+    (x,), shape = xs, tuple(attrs["shape"])
+    lead = example_ndim(x, True) - len(shape)
+    if lead:
+        x = x.sum(axis=tuple(range(1, lead + 1)))
+    return x._apply(op, (x,), {"shape": (x.shape[0], *shape)})
+
+
 SUM_TO = register(OpDef(
     name="sum_to", kind="reduction", impl=_sum_to_impl, infer=_sum_to_infer,
+    batch=_sum_to_batch,
     vjp=lambda g, out, x, at, needs: (g.broadcast_to(tuple(x[0].shape)),),
     attrs=("shape",), doc="sum over the axes that broadcasting to the input's shape added"))
 
@@ -383,7 +412,8 @@ def _same_infer(x, **attrs):
 
 SOFTMAX = register(OpDef(
     name="softmax", kind="other", impl=_softmax_impl, infer=_same_infer, vjp=_softmax_vjp,
-    save_output=True, attrs=("axis",), doc="softmax along one axis, max-shifted for stability",
+    save_output=True, attrs=("axis",),
+    batch=_AXIS, doc="softmax along one axis, max-shifted for stability",
     # the same numpy calls as the kernel, written into the planned buffer
     template="true_divide((_e := exp(subtract({{ x[0] }}, maximum.reduce({{ x[0] }}, "
              "axis={{ a.axis }}, keepdims=True), out={{ out }}), out={{ out }})), "
@@ -399,7 +429,8 @@ LOG_SOFTMAX = register(OpDef(
     name="log_softmax", kind="other", impl=_log_softmax_impl, infer=_same_infer,
     vjp=lambda g, out, x, at, needs: (
         g.sub(out.exp().mul(g.sum(axis=at["axis"], keepdims=True))),),
-    save_output=True, attrs=("axis",), doc="log of softmax along one axis, computed stably",
+    save_output=True, attrs=("axis",),
+    batch=_AXIS, doc="log of softmax along one axis, computed stably",
     template="subtract((_s := subtract({{ x[0] }}, maximum.reduce({{ x[0] }}, axis={{ a.axis }}, "
              "keepdims=True), out={{ out }})), log(add.reduce(exp(_s), axis={{ a.axis }}, "
              "keepdims=True)), out={{ out }})"))
@@ -439,8 +470,19 @@ def _cross_entropy_infer(logits, targets):
     return (logits.shape[0],), np.result_type(logits.dtype, targets.dtype)
 
 
+def _cross_entropy_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                         info: BatchInfo) -> Any:
+    """The batch's rows as one [B * N, C] call."""
+    size = info.size
+    shape = next(x.shape[1:] for x, b in zip(xs, batched, strict=True) if b)
+    rows = [(x if b else x.broadcast_to((size, *shape))).reshape((-1, shape[1]))
+            for x, b in zip(xs, batched, strict=True)]
+    return rows[0]._apply(op, tuple(rows), attrs).reshape((size, shape[0]))
+
+
 CROSS_ENTROPY = register(OpDef(
     name="cross_entropy", kind="other", impl=_cross_entropy_impl, infer=_cross_entropy_infer,
+    batch=_cross_entropy_batch,
     vjp=_cross_entropy_vjp, save_inputs=True,
     doc="per-row cross-entropy -sum_j t_ij log_softmax(z)_ij of logits [N, C] and target "
         "distributions [N, C], computed stably",

@@ -1,0 +1,327 @@
+"""Derivative transforms of functions: ``grad``, ``value_and_grad``, ``vjp``, ``jvp``,
+``jacrev``, ``jacfwd`` and ``hessian`` (``aprender.func``, as in JAX and ``torch.func``).
+
+Each transform runs the function eagerly on aliases of the differentiated arguments and asks
+the engine for gradients with other ops (``create_graph`` while grad mode is on), so its result
+is itself differentiable: transforms nest (``grad(grad(f))``), compose with ``vmap`` and are
+recorded by ``ap.compile`` and ``ap.trace`` like any other ops.
+
+Forward mode is the transpose of reverse mode: the VJP ``u -> J^T u`` is linear in ``u``, so
+differentiating ``<J^T u, t>`` with respect to ``u`` gives ``J t``. ``jvp`` builds the VJP at a
+zero ``u`` with its graph and differentiates that, so every op's forward derivative comes from
+its one VJP rule. One ``jvp`` costs a forward and two reverse sweeps whatever the tangent;
+``jacfwd`` pushes all basis tangents through as one ``vmap``ed computation, and under
+``ap.compile`` the sweep at ``u = 0`` is dead code that the compiler removes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import TransformError, describe, with_location
+from . import engine, pytree
+from .batching import vmap
+from .state import STATE, GradMode
+from .tensor import Tensor
+
+
+def _argnums(argnums: int | Sequence[int], count: int, name: str) -> tuple[tuple[int, ...], bool]:
+    """``(positions, single)``: the differentiated argument positions, and whether
+    ``argnums`` was one int (the result is then not a tuple)."""
+    single = isinstance(argnums, int)
+    positions = (argnums,) if single else tuple(argnums)
+    if not positions:
+        raise TransformError(with_location(f"{name}: argnums is empty"))
+    for p in positions:
+        if not isinstance(p, int) or not -count <= p < count:
+            raise TransformError(with_location(
+                f"{name}: argnums {argnums!r} is out of range for {count} positional "
+                f"arguments"))
+    return tuple(p % count for p in positions), single
+
+
+def _alias(x: Any, name: str, where: str) -> Tensor:
+    """A tensor standing for argument leaf ``x`` that the transform differentiates: connected
+    to ``x`` when ``x`` requires grad (so outer transforms see through), else a fresh leaf."""
+    t = x if isinstance(x, Tensor) else Tensor(x) if isinstance(x, np.ndarray | float) else None
+    if t is None or t.dtype.kind != "f":
+        raise TransformError(with_location(
+            f"{name}: {where} is {describe(x) if t is not None else type(x).__name__}; only "
+            f"floating tensors, arrays and floats can be differentiated"))
+    return t.reshape(t.shape) if t._rg else t.detach().requires_grad()
+
+
+class _Primals:
+    """The differentiated arguments of one call: aliases for their leaves, and the call's
+    arguments with the aliases in place."""
+
+    def __init__(self, args: tuple, positions: tuple[int, ...], name: str) -> None:
+        self.positions = positions
+        self.structures: list[Any] = []
+        self.leaves: list[list[Tensor]] = []
+        call = list(args)
+        for p in positions:
+            leaves: list = []
+            structure = pytree.flatten(args[p], leaves)
+            aliases = [_alias(x, name, f"argument {p}") for x in leaves]
+            call[p] = pytree.rebuild_from(structure, iter(aliases))
+            self.structures.append(structure)
+            self.leaves.append(aliases)
+        self.args = tuple(call)
+
+    @property
+    def flat(self) -> list[Tensor]:
+        return [t for leaves in self.leaves for t in leaves]
+
+    def rebuild(self, flat: list[Tensor], single: bool) -> Any:
+        """Per-leaf results (in ``flat`` order) in the arguments' structures."""
+        it = iter(flat)
+        parts = tuple(pytree.rebuild_from(s, it) for s in self.structures)
+        return parts[0] if single else parts
+
+
+def _split_aux(out: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
+    if not has_aux:
+        return out, None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TransformError(with_location(
+            f"{name}: with has_aux=True the function must return (output, aux), got "
+            f"{type(out).__name__}"))
+    return out
+
+
+def _tensor_leaves(out: Any, name: str) -> tuple[list[Tensor], Any]:
+    leaves: list = []
+    structure = pytree.flatten(out, leaves)
+    for leaf in leaves:
+        if not isinstance(leaf, Tensor):
+            raise TransformError(with_location(
+                f"{name}: the function must return tensors (or containers of them), got "
+                f"{type(leaf).__name__}"))
+    return leaves, structure
+
+
+def _zeros(t: Tensor) -> Tensor:
+    return Tensor(np.zeros(t.shape, dtype=t.dtype))
+
+
+def pullback(outputs: list[Tensor], cotangents: list[Tensor], inputs: list[Tensor],
+             create_graph: bool) -> list[Tensor]:
+    """``sum_i J_i^T c_i`` for each of ``inputs`` (zeros where nothing depends on it)."""
+    pairs = [(o, c) for o, c in zip(outputs, cotangents, strict=True) if o._rg]
+    if not pairs:
+        return [_zeros(x) for x in inputs]
+    if len(pairs) == 1:
+        root, seed = pairs[0]
+    else:  # one scalar whose gradient with respect to each output is its cotangent
+        root, seed = functools.reduce(lambda a, b: a.add(b),
+                                      [o.mul(c).sum() for o, c in pairs]), None
+    grads = engine.grad(root, inputs, seed, create_graph=create_graph)
+    return [_zeros(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
+
+
+def _check_cotangents(name: str, outputs: list[Tensor], given: list[Any]) -> list[Tensor]:
+    out = []
+    for o, c in zip(outputs, given, strict=True):
+        c = c if isinstance(c, Tensor) else Tensor(np.asarray(c, dtype=o.dtype))
+        if tuple(c.shape) != tuple(o.shape):
+            raise TransformError(with_location(
+                f"{name}: {describe(c)} does not match the output {describe(o)}"))
+        out.append(c if c.dtype == o.dtype else c.astype(o.dtype))
+    return out
+
+
+# --- reverse mode ------------------------------------------------------------------------------
+
+def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0,
+                   has_aux: bool = False) -> Callable:
+    """``fn`` returning ``(value, gradient)``: the gradient of its one-element output with
+    respect to argument ``argnums`` (a tuple of them for a tuple), shaped like the arguments
+    (tensors, arrays, floats, or lists/tuples/dicts of them). With ``has_aux``, ``fn`` returns
+    ``(output, aux)`` and the value is ``(output, aux)``."""
+
+    @functools.wraps(fn)
+    def transformed(*args: Any, **kwargs: Any) -> Any:
+        positions, single = _argnums(argnums, len(args), "grad")
+        create_graph = STATE.grad_enabled
+        with GradMode(True):
+            primals = _Primals(args, positions, "grad")
+            out, aux = _split_aux(fn(*primals.args, **kwargs), has_aux, "grad")
+            if not isinstance(out, Tensor) or out.size != 1:
+                raise TransformError(with_location(
+                    f"grad: the function must return a one-element tensor, got "
+                    f"{describe(out) if isinstance(out, Tensor) else type(out).__name__}; "
+                    f"use vjp or jacrev for other outputs"))
+            if out.dtype.kind != "f":
+                raise TransformError(with_location(
+                    f"grad: the output {describe(out)} is not floating"))
+            seed = Tensor(np.ones(out.shape, dtype=out.dtype))
+            grads = pullback([out], [seed], primals.flat, create_graph)
+        value = (out, aux) if has_aux else out
+        return value, primals.rebuild(grads, single)
+
+    return transformed
+
+
+def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """``fn``'s gradient function (see ``value_and_grad``); with ``has_aux`` it returns
+    ``(gradient, aux)``."""
+    both = value_and_grad(fn, argnums, has_aux)
+
+    @functools.wraps(fn)
+    def transformed(*args: Any, **kwargs: Any) -> Any:
+        value, grads = both(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    return transformed
+
+
+class _Linearized:
+    """``fn`` run once on aliases of all its arguments, kept for pulling back cotangents."""
+
+    def __init__(self, fn: Callable, primals: tuple, has_aux: bool, name: str) -> None:
+        self.name = name
+        with GradMode(True):
+            self.primals = _Primals(primals, tuple(range(len(primals))), name)
+            out, self.aux = _split_aux(fn(*self.primals.args), has_aux, name)
+        self.out = out
+        self.outputs, self.structure = _tensor_leaves(out, name)
+
+    def pull(self, cotangents: list[Tensor], create_graph: bool) -> list[Tensor]:
+        with GradMode(True):
+            return pullback(self.outputs, cotangents, self.primals.flat, create_graph)
+
+
+def vjp(fn: Callable, *primals: Any, has_aux: bool = False) -> tuple:
+    """``(output, vjp_fn)`` (and ``aux`` with ``has_aux``): ``vjp_fn(cotangent)`` gives one
+    gradient per primal, each shaped like it; the cotangent is shaped like the output."""
+    if not primals:
+        raise TransformError(with_location("vjp: give at least one primal"))
+    lin = _Linearized(fn, primals, has_aux, "vjp")
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        given: list = []
+        structure = pytree.flatten(cotangent, given)
+        if structure != lin.structure:
+            raise TransformError(with_location(
+                "vjp: the cotangent's structure does not match the output's"))
+        cts = _check_cotangents("vjp", lin.outputs, given)
+        grads = lin.pull(cts, STATE.grad_enabled)
+        return lin.primals.rebuild(grads, False)
+
+    return (lin.out, vjp_fn, lin.aux) if has_aux else (lin.out, vjp_fn)
+
+
+# --- forward mode ------------------------------------------------------------------------------
+
+def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any],
+        has_aux: bool = False) -> tuple:
+    """``(output, tangent_out)`` (and ``aux``): the derivative of ``fn`` at ``primals`` in the
+    direction ``tangents`` (one per primal, shaped like it), by transposing the VJP (see the
+    module docstring)."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents) or not primals:
+        raise TransformError(with_location(
+            f"jvp: give one tangent per primal, got {len(primals)} primals and "
+            f"{len(tangents)} tangents"))
+    create_graph = STATE.grad_enabled
+    lin = _Linearized(fn, primals, has_aux, "jvp")
+    flat_t: list = []
+    pytree.flatten(tangents, flat_t)
+    flat_t = _check_cotangents("jvp", lin.primals.flat, flat_t)
+    with GradMode(True):
+        us = [_zeros(o).requires_grad() for o in lin.outputs]
+        pulled = lin.pull(us, True)
+        tangent_out = pullback(pulled, flat_t, us, create_graph)
+    out = pytree.rebuild_from(lin.structure, iter(tangent_out))
+    return (lin.out, out, lin.aux) if has_aux else (lin.out, out)
+
+
+# --- Jacobians ---------------------------------------------------------------------------------
+
+def _basis(t: Tensor) -> Tensor:
+    """The rows of the identity, each shaped like ``t``: ``[t.size, *t.shape]``."""
+    n = t.size
+    return Tensor(np.eye(n, dtype=t.dtype).reshape((n, *t.shape)))
+
+
+def jacrev(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """The Jacobian of ``fn`` by reverse mode: one vmapped VJP over the rows of the identity
+    per output. Each block has shape ``output.shape + argument.shape``; blocks are nested as
+    the outputs, then as ``argnums``."""
+
+    @functools.wraps(fn)
+    def transformed(*args: Any, **kwargs: Any) -> Any:
+        positions, single = _argnums(argnums, len(args), "jacrev")
+        create_graph = STATE.grad_enabled
+        with GradMode(True):
+            primals = _Primals(args, positions, "jacrev")
+            out, aux = _split_aux(fn(*primals.args, **kwargs), has_aux, "jacrev")
+            outputs, structure = _tensor_leaves(out, "jacrev")
+            blocks = []
+            for k, o in enumerate(outputs):
+                def row(u: Tensor, k: int = k) -> list[Tensor]:
+                    cts = [u if j == k else _zeros(x) for j, x in enumerate(outputs)]
+                    return pullback(outputs, cts, primals.flat, create_graph)
+                rows = vmap(row)(_basis(o))
+                blocks.append(primals.rebuild(
+                    [r.reshape((*o.shape, *x.shape)) for r, x in zip(rows, primals.flat,
+                                                                      strict=True)], single))
+        jac = pytree.rebuild_from(structure, iter(blocks))
+        return (jac, aux) if has_aux else jac
+
+    return transformed
+
+
+def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """The Jacobian of ``fn`` by forward mode: one vmapped JVP over the basis tangents per
+    differentiated argument leaf. Shapes and nesting as ``jacrev``."""
+
+    @functools.wraps(fn)
+    def transformed(*args: Any, **kwargs: Any) -> Any:
+        positions, single = _argnums(argnums, len(args), "jacfwd")
+        primals = _Primals(args, positions, "jacfwd")
+        flat = primals.flat
+
+        def at(*xs: Tensor) -> Any:
+            call = list(args)
+            it = iter(xs)
+            for p, s in zip(positions, primals.structures, strict=True):
+                call[p] = pytree.rebuild_from(s, it)
+            return fn(*call, **kwargs)
+
+        with GradMode(True):
+            out, aux = _split_aux(at(*flat), has_aux, "jacfwd")
+        outputs, structure = _tensor_leaves(out, "jacfwd")
+        columns: list[list[Tensor]] = []  # per input leaf: per output leaf
+        for i, x in enumerate(flat):
+            def push(t: Tensor, i: int = i) -> Any:
+                tangents = [t if j == i else _zeros(y) for j, y in enumerate(flat)]
+                return jvp(at, flat, tangents, has_aux=has_aux)[1]
+            columns.append(_leaves(vmap(push)(_basis(x))))
+        blocks = []
+        for k, o in enumerate(outputs):
+            per_input = []
+            for i, x in enumerate(flat):
+                col = columns[i][k].reshape((x.size, o.size))
+                per_input.append(col.transpose((1, 0)).reshape((*o.shape, *x.shape)))
+            blocks.append(primals.rebuild(per_input, single))
+        jac = pytree.rebuild_from(structure, iter(blocks))
+        return (jac, aux) if has_aux else jac
+
+    return transformed
+
+
+def _leaves(value: Any) -> list[Tensor]:
+    leaves: list = []
+    pytree.flatten(value, leaves)
+    return leaves
+
+
+def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Hessian of ``fn``'s one-element output: ``jacfwd(jacrev(fn))``."""
+    return jacfwd(jacrev(fn, argnums), argnums)
