@@ -267,7 +267,9 @@ def jacrev(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
                 def row(u: Tensor, k: int = k) -> list[Tensor]:
                     cts = [u if j == k else _zeros(x) for j, x in enumerate(outputs)]
                     return pullback(outputs, cts, primals.flat, create_graph)
-                rows = vmap(row)(_basis(o))
+                basis = _basis(o)
+                rows = vmap(row)(basis) if o.size > 1 else \
+                    [r.reshape((1, *r.shape)) for r in row(basis.reshape(o.shape))]
                 blocks.append(primals.rebuild(
                     [r.reshape((*o.shape, *x.shape)) for r, x in zip(rows, primals.flat,
                                                                       strict=True)], single))

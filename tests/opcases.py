@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from gradcheck import check_first_order, check_second_order
 
 import aprender as ap
@@ -206,6 +207,15 @@ def check_vmap(case: Case) -> None:
     of a weighted sum equals a loop of per-example gradients."""
     fn, n = _bind(case), len(case.shapes)
     examples, stacked = _stacked(case)
+    graph = ap.trace(fn, *[Tensor(a) for a in examples[0]])
+    if any(node.op.draws for node in graph.nodes):
+        # random draws: refused by default; with randomness="same" every example draws what
+        # one call draws (the case makes its generator afresh on each call, as the loop does)
+        with pytest.raises(ap.TransformError, match="randomness"):
+            ap.func.vmap(fn)(*[Tensor(a) for a in stacked])
+        same = ap.func.vmap(fn, randomness="same")
+        _close(same(*[Tensor(a) for a in stacked]), _loop(fn, examples))
+        return
     _close(ap.func.vmap(fn)(*[Tensor(a) for a in stacked]), _loop(fn, examples))
     if n > 1:
         shared = examples[0][-1]

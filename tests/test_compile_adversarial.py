@@ -455,3 +455,25 @@ def test_weight_updated_before_backward_that_does_not_read_it() -> None:
         y.sum().backward()
         grads.append(m.weight.grad().data().copy())
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-10)
+
+
+# --- gradients taken inside the function: a VJP that reads the op's output ----------------------
+@pytest.mark.parametrize("op", ["exp", "sqrt", "sigmoid", "tanh", "softmax"])
+def test_create_graph_gradient_reading_a_saved_output_is_recomputed(op: str) -> None:
+    """``grad(f(x).sum(), [x], create_graph=True)`` inside the function, for an op whose VJP
+    reads its output (``exp``: ``g * out``). Eager: this call's ``exp(x)``. Compiled: the traced
+    call's ``exp(x)`` as a constant (the engine hands the VJP a new tensor on the node, which
+    the trace took for a tensor made from a Python value)."""
+    def build() -> Program:
+        w = ap.Tensor(np.abs(_data(0, (3,))) + 0.5).requires_grad()
+
+        def f(x: ap.Tensor) -> ap.Tensor:
+            y = getattr(x * w, op)()
+            (g,) = ap.autograd.grad((y * y).sum(), [x], create_graph=True)
+            return g * 2.0
+
+        return Program(f, {"w": w},
+                       lambda i: ((ap.Tensor(np.abs(_data(i, (3,))) + 0.1).requires_grad(),),
+                                  {}))
+
+    _equal(build)

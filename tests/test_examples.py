@@ -92,3 +92,20 @@ def test_compiling_example_shows_equal_results_guards_and_a_refusal() -> None:
     assert "model.fc1.training == True: True -> False" in out
     assert "model.fc1.weight is <tensor float64[4, 8]" in out
     assert "refused: StateChange" in out and "sched.last_epoch: 1 -> 2" in out
+
+
+def test_per_example_grads_match_a_loop() -> None:
+    out = _run("per_example_grads.py", "--batch", "16", "--repeats", "1")
+    assert "fc1.weight [16, 64, 128]" in out and "fc3.bias [16, 10]" in out
+    worst = float(re.search(r"backward passes: ([0-9.e+-]+)", out).group(1))
+    assert worst < 1e-5
+    norms = [float(v) for v in re.search(r"\(first 8\): (.*)", out).group(1).split(", ")]
+    assert len(norms) == 8 and all(n > 0 for n in norms)
+
+
+def test_newton_converges_quadratically() -> None:
+    out = _run("newton.py")
+    norms = [float(v) for v in re.findall(r"step \d: loss [0-9.]+  \|grad\| ([0-9.e+-]+)", out)]
+    assert norms[0] > 0.1 and norms[3] < 1e-5 and norms[4] < 1e-11
+    steps = int(re.search(r"needs (\d+) steps", out).group(1))
+    assert steps > 6
