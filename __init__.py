@@ -46,6 +46,7 @@ from .runtime import (
     zeros,
     zeros_like,
 )
+from .runtime import onnx_api as onnx  # noqa: F401  (ap.onnx.export)
 
 __version__ = "0.1.0"
 

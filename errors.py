@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 import sys
@@ -10,6 +11,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _INTERNAL_DIRS = {"ir", "runtime", "compiler", "nn", "optim", "distributed"}
 
 
+@functools.lru_cache(maxsize=4096)  # one answer per source file: asked for every traced op
 def _is_internal(filename: str) -> bool:
     path = os.path.abspath(filename)
     if not path.startswith(_PACKAGE_DIR + os.sep):

@@ -107,6 +107,9 @@ class GraphBuilder:
         self.used: set[str] = set()
         self.count = 0
         self.current: dict[int, Value] = {}
+        #: recorded node -> the value it computed (the engine reads an op's saved output through
+        #: a new tensor on the same node)
+        self.node_values: dict[int, Value] = {}
         self.live: set[int] = set()
         self.sources: list[Source] = []
         self.source_of: dict[int, int] = {}
@@ -167,6 +170,9 @@ class GraphBuilder:
         value = self.current.get(id(t))
         if value is not None:
             return value
+        node = getattr(t, "_node", None)
+        if node is not None and id(node) in self.node_values:
+            return self.node_values[id(node)]
         if id(t) in self.rec.born:
             raise GraphError(f"internal: {t!r} was made in the trace but never recorded")
         if is_shared_constant(t):
@@ -190,6 +196,7 @@ class GraphBuilder:
         node, t = event.node, event.out
         operands = tuple(self.value_of(x) for x in node.inputs)
         value = self.emit(node.op, operands, node.attrs, t.shape, t.dtype, node.src)
+        self.node_values[id(node)] = value
         reaches = any(id(v) in self.live for v in operands) and t.dtype.kind == "f" \
             and node.op.vjp is not None
         if reaches and event.grad_enabled:
@@ -204,8 +211,12 @@ class GraphBuilder:
             self.views.setdefault(id(root), []).append((t, node))
 
     def on_new(self, event: NewTensor) -> None:
-        source = event.source
-        if isinstance(source, Tensor):
+        source, node = event.source, event.tensor._node
+        if node is not None:  # the engine's view of an op's saved output (a VJP reads it)
+            value = self.node_values.get(id(node))
+            if value is None:  # the op ran before the trace: its output is an input
+                value = self._input(event.tensor, "data", event.tensor)
+        elif isinstance(source, Tensor):
             value = self.value_of(source)
         elif isinstance(source, np.ndarray) and id(source) in self.names:
             value = self._input(source, "data", source)
@@ -289,6 +300,13 @@ def _run(fn: Callable, args: tuple, kwargs: dict, rec: Recorder) -> Any:
 
 def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
     """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
+    return trace_with_captures(fn, *args, **kwargs)[0]
+
+
+def trace_with_captures(fn: Callable, *args: Any,
+                        **kwargs: Any) -> tuple[Graph, dict[str, np.ndarray]]:
+    """``trace``, and a copy of the value of every graph input that is not an argument (the
+    parameters, buffers and arrays ``fn`` reached), by input name: what an exporter stores."""
     leaves: list = []
     pytree.flatten((args, kwargs), leaves)
     names = pytree.leaf_names(args, kwargs, _parameter_names(fn))
@@ -311,7 +329,10 @@ def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
     builder.graph.meta["outputs"] = structure_text(structure)
     graph = builder.graph.verify()
     dump_graph(graph)
-    return graph
+    captured = {value.name: np.array(t._data if isinstance(t, Tensor) else t)
+                for value, inp, t in zip(graph.inputs, builder.inputs, builder.tensor_of_input,
+                                         strict=True) if builder.sources[inp.source].index < 0}
+    return graph, captured
 
 
 def trace_step(fn: Callable, args: tuple, kwargs: dict, leaves: list, arg_names: list[str],

@@ -19,6 +19,9 @@ Pooling loops over kernel taps the same way: ``max_pool`` (padding with -inf; th
 to the first maximum of each window, as in PyTorch, through ``max_pool_grad``, whose own VJP is
 ``max_pool_select``), ``avg_pool`` and its transpose ``avg_pool_grad``.
 
+Under ``vmap`` the batch folds into N, or, for per-example weights, into the channels with
+the groups multiplied by the batch size: still one convolution (see the batching section).
+
 The functions at the bottom (``conv``, ``max_pool``, ...) take normalised attributes (tuples
 per spatial dimension) and work on eager tensors and symbolic values alike; argument checking
 and PyTorch's argument forms live in ``nn/functional/conv.py``.
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..registry import OpDef, register
+from ..registry import BatchInfo, OpDef, register
 from .reductions import ones_vector
 
 _ALL2 = (slice(None), slice(None))
@@ -214,6 +217,57 @@ def _flat_plan(size, kernel, stride, padding, dilation) -> _Flat | None:
     return flat if math.prod(flat.ext) <= 1.5 * math.prod(flat.out) else None
 
 
+# --- batching (vmap) ---------------------------------------------------------------------------
+# Images fold the batch into their leading axis N; a batched weight (per-example weights, as
+# vmap(grad) of a convolution makes) folds the batch into a channel axis instead, inside each
+# group, with the groups multiplied by the batch size where both operands carry it: one
+# convolution of every example, never a loop.
+
+def _into_n(t: Any) -> Any:
+    """A batched ``[B, N, ...]`` value as ``[B * N, ...]``."""
+    return t.reshape((t.shape[0] * t.shape[1], *t.shape[2:]))
+
+
+def _out_of_n(t: Any, size: int) -> Any:
+    """``[B * N, ...]`` back to ``[B, N, ...]``."""
+    return t.reshape((size, t.shape[0] // size, *t.shape[1:]))
+
+
+def _fold(t: Any, axis: int, groups: int) -> Any:
+    """A batched ``[B, *example]`` value as one example whose axis ``axis`` (``n`` channels in
+    ``groups`` groups) holds ``groups * B * n/groups`` channels, ordered group, example,
+    channel: each group's channels of every example side by side."""
+    b, shape = t.shape[0], tuple(t.shape[1:])
+    n = shape[axis]
+    split = t.reshape((b, *shape[:axis], groups, n // groups, *shape[axis + 1:]))
+    if math.prod(shape[:axis]) * groups > 1:   # else the batch axis moves past unit axes only
+        split = split.transpose((*range(1, axis + 2), 0, *range(axis + 2, split.ndim)))
+    return split.reshape((*shape[:axis], b * n, *shape[axis + 1:]))
+
+
+def _unfold(t: Any, axis: int, groups: int, size: int) -> Any:
+    """The inverse of ``_fold``: axis ``axis`` of ``t`` ordered group, example, channel, as a
+    batched ``[size, *example]`` value."""
+    shape = tuple(t.shape)
+    m = shape[axis] // (groups * size)
+    split = t.reshape((*shape[:axis], groups, size, m, *shape[axis + 1:]))
+    if math.prod(shape[:axis]) * groups > 1:
+        split = split.transpose((axis + 1, *range(axis + 1), *range(axis + 2, split.ndim)))
+    return split.reshape((size, *shape[:axis], groups * m, *shape[axis + 1:]))
+
+
+def _with_groups(at: dict, groups: int) -> dict:
+    return {**at, "groups": groups}
+
+
+def _images_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """Ops that treat every image alike (pooling and its gradients): the batch folded into N,
+    an unbatched operand repeated for each example."""
+    rows = tuple(_into_n(x if b else x.reshape((1, *x.shape)).broadcast_to(
+        (info.size, *x.shape))) for x, b in zip(xs, batched, strict=True))
+    return _out_of_n(rows[0]._apply(op, rows, attrs), info.size)
+
+
 def _conv_impl(x, w, stride, padding, dilation, groups):
     n, o = x.shape[0], w.shape[0]
     w2 = w.reshape(groups, o // groups, math.prod(w.shape[1:]))
@@ -272,9 +326,21 @@ def _conv_vjp(g, out, x, at, needs):
     return gx, gw
 
 
+def _conv_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """Batched images only: the batch folded into N. A batched weight: the batch folded into
+    the weight's output channels and, if the images are batched too, into their input channels
+    with ``groups * B`` groups."""
+    (x, w), (bx, bw), g = xs, batched, attrs["groups"]
+    if not bw:
+        return _out_of_n(_into_n(x)._apply(op, (_into_n(x), w), attrs), info.size)
+    x = _fold(x, 1, g) if bx else x
+    y = x._apply(op, (x, _fold(w, 0, g)), _with_groups(attrs, g * info.size if bx else g))
+    return _unfold(y, 1, g, info.size)
+
+
 CONV = register(OpDef(
     name="conv", kind="other", impl=_conv_impl, infer=_conv_infer, vjp=_conv_vjp,
-    save_inputs=True, attrs=("stride", "padding", "dilation", "groups"),
+    batch=_conv_batch, save_inputs=True, attrs=("stride", "padding", "dilation", "groups"),
     doc="convolution (cross-correlation) of x [N, C, *S] with w [O, C/groups, *K], PyTorch's "
         "conv1d/conv2d without bias; padding is ((lo, hi), ...) per spatial dimension; im2col "
         "and one batched BLAS matmul"))
@@ -338,9 +404,26 @@ def _conv_input_grad_vjp(g, out, x, at, needs):
     return d_grad, d_w
 
 
+def _conv_input_grad_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                           info: BatchInfo) -> Any:
+    """A batched gradient only: the batch folded into N. A batched weight: the batch folded
+    into its input channels (so into the result's channels), or, with a batched gradient too,
+    into the output channels of both, with ``groups * B`` groups."""
+    (g, w), (bg, bw), groups = xs, batched, attrs["groups"]
+    if not bw:
+        return _out_of_n(_into_n(g)._apply(op, (_into_n(g), w), attrs), info.size)
+    if bg:
+        g = _fold(g, 1, groups)
+        y = g._apply(op, (g, _fold(w, 0, groups)), _with_groups(attrs, groups * info.size))
+    else:
+        y = g._apply(op, (g, _fold(w, 1, 1)), attrs)
+    return _unfold(y, 1, groups, info.size)
+
+
 CONV_INPUT_GRAD = register(OpDef(
     name="conv_input_grad", kind="other", impl=_conv_input_grad_impl,
-    infer=_conv_input_grad_infer, vjp=_conv_input_grad_vjp, save_inputs=True,
+    infer=_conv_input_grad_infer, vjp=_conv_input_grad_vjp, batch=_conv_input_grad_batch,
+    save_inputs=True,
     attrs=("stride", "padding", "dilation", "groups", "size"),
     doc="the input gradient of conv (a transposed convolution) of the output gradient g and "
         "the weight w, for an input of spatial size `size`: one matmul to columns and a col2im "
@@ -384,9 +467,28 @@ def _conv_weight_grad_vjp(g, out, x, at, needs):
     return d_x, d_grad
 
 
+def _conv_weight_grad_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                            info: BatchInfo) -> Any:
+    """Per-example weight gradients (the images' sum over N stays within each example): the
+    batch folded into the channels of the batched operands, with ``groups * B`` groups when
+    both are batched."""
+    (x, g), (bx, bg), groups = xs, batched, attrs["groups"]
+    size = info.size
+    if bx and bg:
+        x, g = _fold(x, 1, groups), _fold(g, 1, groups)
+        return _unfold(x._apply(op, (x, g), _with_groups(attrs, groups * size)), 0, groups,
+                       size)
+    if bx:
+        x = _fold(x, 1, groups)
+        return _unfold(x._apply(op, (x, g), attrs), 1, 1, size)
+    g = _fold(g, 1, groups)
+    return _unfold(x._apply(op, (x, g), attrs), 0, groups, size)
+
+
 CONV_WEIGHT_GRAD = register(OpDef(
     name="conv_weight_grad", kind="other", impl=_conv_weight_grad_impl,
-    infer=_conv_weight_grad_infer, vjp=_conv_weight_grad_vjp, save_inputs=True,
+    infer=_conv_weight_grad_infer, vjp=_conv_weight_grad_vjp, batch=_conv_weight_grad_batch,
+    save_inputs=True,
     attrs=("stride", "padding", "dilation", "groups", "kernel_size"),
     doc="the weight gradient of conv from the input x and the output gradient g: the columns "
         "of x times g, one batched matmul"))
@@ -528,7 +630,7 @@ def _max_pool_select_infer(x, u, **at):
 MAX_POOL = register(OpDef(
     name="max_pool", kind="other", impl=_max_pool_impl, infer=_max_pool_infer,
     vjp=lambda g, out, x, at, needs: (max_pool_grad(x[0], g, **_pool_at(at)),),
-    save_inputs=True, attrs=_POOL_ATTRS,
+    save_inputs=True, batch=_images_batch, attrs=_POOL_ATTRS,
     doc="maximum over each window of x [N, C, *S] (padding counts as -inf); the gradient goes "
         "to each window's first maximum, as in PyTorch"))
 
@@ -536,7 +638,7 @@ MAX_POOL_GRAD = register(OpDef(
     name="max_pool_grad", kind="other", impl=_max_pool_grad_impl, infer=_max_pool_grad_infer,
     vjp=lambda g, out, x, at, needs: (
         None, max_pool_select(x[0], g, **_pool_at(at)) if needs[1] else None),
-    save_inputs=True, attrs=_POOL_ATTRS,
+    save_inputs=True, batch=_images_batch, attrs=_POOL_ATTRS,
     doc="max_pool's input gradient: g added at each window's first maximum of x (zero "
         "gradient with respect to x)"))
 
@@ -545,7 +647,7 @@ MAX_POOL_SELECT = register(OpDef(
     infer=_max_pool_select_infer,
     vjp=lambda g, out, x, at, needs: (
         None, max_pool_grad(x[0], g, **_pool_at(at)) if needs[1] else None),
-    save_inputs=True, attrs=_POOL_ATTRS,
+    save_inputs=True, batch=_images_batch, attrs=_POOL_ATTRS,
     doc="u read at each window's first maximum of x (max_pool_grad's gradient)"))
 
 
@@ -632,14 +734,14 @@ AVG_POOL = register(OpDef(
     name="avg_pool", kind="other", impl=_avg_pool_impl, infer=_avg_pool_infer,
     vjp=lambda g, out, x, at, needs: (avg_pool_grad(g, size=tuple(x[0].shape[2:]),
                                                     **_avg_at(at)),),
-    attrs=_AVG_ATTRS,
+    batch=_images_batch, attrs=_AVG_ATTRS,
     doc="mean over each window of x [N, C, *S] (zero padding; count_include_pad and "
         "divisor_override as in PyTorch)"))
 
 AVG_POOL_GRAD = register(OpDef(
     name="avg_pool_grad", kind="other", impl=_avg_pool_grad_impl, infer=_avg_pool_grad_infer,
     vjp=lambda g, out, x, at, needs: (avg_pool(g, **_avg_at(at)),),
-    attrs=_AVG_ATTRS + ("size",),
+    batch=_images_batch, attrs=_AVG_ATTRS + ("size",),
     doc="avg_pool's input gradient (its transpose) for an input of spatial size `size`"))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import DTypeError, describe, with_location
 from ..registry import OpDef, register
+from .batching import axis_batch, elementwise_batch
 from .rules import NO_ATTRS, OpBase, broadcast_shape, shape_error, unbroadcast
 
 
@@ -54,7 +55,7 @@ def _class_targets_impl(target, num_classes, axis, ignore_index, dtype):
 
 CLASS_TARGETS = register(OpDef(
     name="class_targets", kind="other", impl=_class_targets_impl, infer=_class_targets_infer,
-    checks=True, attrs=("num_classes", "axis", "ignore_index", "dtype"),
+    checks=True, batch=axis_batch("axis"), attrs=("num_classes", "axis", "ignore_index", "dtype"),
     doc="integer class indices as one-hot rows along a class axis inserted at `axis`, zero "
         "where the target equals ignore_index (None: none ignored); no gradient; checks the "
         "index range when it runs"))
@@ -97,7 +98,7 @@ def _bce_vjp(g, out, inputs, at, needs):
 
 BINARY_CROSS_ENTROPY = register(OpDef(
     name="binary_cross_entropy", kind="elementwise", impl=_bce_impl, infer=_bce_infer,
-    vjp=_bce_vjp, save_inputs=True, checks=True,
+    vjp=_bce_vjp, batch=elementwise_batch, save_inputs=True, checks=True,
     doc="-(y log x + (1 - y) log(1 - x)) per element, logs clamped at -100 as PyTorch; checks "
         "that input and target lie in [0, 1] when it runs"))
 

@@ -4,7 +4,8 @@ The state ``[key, counter]`` is an input of the ``random`` op, so a compiled fun
 generator's current state on every call; the caller advances the counter with an in-place
 update (a graph update when compiled). One call draws from Philox with that key at counter
 ``(0, 0, counter, 0)``: every call has its own stream, and eager and compiled code draw the
-same numbers from the same state.
+same numbers from the same state. Under ``vmap`` its ``randomness`` decides: one draw of
+``[B, *shape]`` (``"different"``), one draw for every example (``"same"``), or an error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import OpDef, register
+from ...errors import TransformError
+from ..registry import BatchInfo, OpDef, register
+from .batching import batch_error
 from .rules import OpBase, shape_error
 
 DISTRIBUTIONS = ("uniform", "normal")
@@ -42,9 +45,28 @@ def _random_infer(state, shape, dtype, distribution):
     return tuple(shape), np.dtype(dtype)
 
 
+def _random_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """As ``vmap``'s ``randomness`` says: ``"different"`` draws ``[B, *shape]`` from the stream
+    (the first example draws what one call would), ``"same"`` draws once for every example,
+    ``"error"`` refuses. The state is read, never advanced, here: the caller's counter update
+    is applied once for the whole batch."""
+    (state,), shape = xs, tuple(attrs["shape"])
+    if batched[0]:
+        raise batch_error(op, "a batched generator state (one stream per example); draw from "
+                              "one generator with randomness='different' instead")
+    if info.randomness == "different":
+        return state._apply(op, xs, {**attrs, "shape": (info.size, *shape)})
+    if info.randomness == "same":
+        once = state._apply(op, xs, attrs)
+        return once.reshape((1, *shape)).broadcast_to((info.size, *shape))
+    raise TransformError("vmap: the function draws random numbers; pass randomness='different' "
+                         "(independent draws per example) or randomness='same' (one draw for "
+                         "the whole batch) to vmap")
+
+
 RANDOM = register(OpDef(
     name="random", kind="other", impl=_random_impl, infer=_random_infer,
-    attrs=("shape", "dtype", "distribution"),
+    batch=_random_batch, draws=True, attrs=("shape", "dtype", "distribution"),
     doc="uniform [0, 1) or standard normal values drawn from a Philox stream at the state "
         "[key, counter] (no gradient)"))
 
