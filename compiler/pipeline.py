@@ -72,6 +72,12 @@ class CompiledGraph:
         """Every stage's graph with the pass's name and time, then the generated source."""
         return "\n\n".join([*map(str, self.stages), "# generated source", self.source])
 
+    def _repr_svg_(self) -> str | None:
+        return self.graph._repr_svg_()  # Jupyter: the optimised graph
+
+    def _repr_html_(self) -> str | None:
+        return self.graph._repr_html_()
+
 
 def lower(graph: Graph, passes: Sequence[Pass] = DEFAULT_PASSES) -> CompiledGraph:
     """Run ``passes`` over ``graph`` (verifying after each), render and load the code."""

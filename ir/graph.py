@@ -255,3 +255,22 @@ class Graph:
         from .export import to_networkx
 
         return to_networkx(self)
+
+    def to_onnx(self, path: Any = None, **options: Any) -> Any:
+        """An ``onnx.ModelProto`` of this graph, written to ``path`` when given (see
+        ``ir/onnx_export.py``; options: ``opset``, ``initializers``)."""
+        from .onnx_export import to_onnx
+
+        return to_onnx(self, path, **options)
+
+    def _repr_svg_(self) -> str | None:
+        """Jupyter's picture of the graph (``ir/display.py``); None without a renderer."""
+        from .display import repr_svg
+
+        return repr_svg(self.name, [("", self)])
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter's text fallback: the printed graph, when no renderer is installed."""
+        from .display import repr_html
+
+        return repr_html(self.name, [("", self)])
