@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from weakref import ref
 
@@ -27,11 +28,13 @@ import numpy as np
 from .compiler.autodiff import joint, split
 from .compiler.pipeline import CompiledGraph, lower
 from .errors import CompileError, GraphError, with_location
+from .ir.display import repr_html, repr_svg
 from .ir.graph import Graph, Node
 from .ir.ops.sources import CONSTANT
 from .ir.registry import OpDef
 from .runtime import pytree
 from .runtime.checking import run_checked
+from .runtime.export_step import export_step
 from .runtime.guards import GuardSet
 from .runtime.recorder import NumpyArgument
 from .runtime.state import STATE
@@ -348,6 +351,15 @@ class CompiledFunction:
         return "key: argument structure, shapes, dtypes, requires_grad, scalar values, " \
                "grad mode\n" + str(entry.guards)
 
+    def export(self, path: str | os.PathLike, *args: Any, **kwargs: Any) -> Path:
+        """Write the latest variant as a Python file that needs only numpy (its ``step``
+        takes the arrays passed per call and a state dict), its arrays in a ``.npz`` beside it
+        (see ``compiler.standalone``). ``args``/``kwargs``: example arguments saved for its
+        ``main()`` (default: zeros). Returns the file's path."""
+        entry = self._entry()
+        example = (args, kwargs) if args or kwargs else None
+        return export_step(path, entry.step, entry.forward, entry._borrowed, example)
+
     def stats(self) -> dict[str, Any]:
         """Compile time in total and per pass for the latest variant, and cache figures."""
         entry = self._entry()
@@ -360,6 +372,20 @@ class CompiledFunction:
                 "compiles": self._compiles(),
                 "eager_calls": self.eager_calls, "limit": self.cache_limit,
                 "miss_reasons": list(self.miss_reasons)}
+
+    def _sections(self) -> list[tuple[str, Graph]]:
+        """The latest variant's optimised graphs, titled (none before the first call)."""
+        entry = self._last
+        if entry is None:
+            return []
+        pairs = (("forward", entry.forward), ("backward", entry.backward))
+        return [(label, c.graph) for label, c in pairs if c is not None]
+
+    def _repr_svg_(self) -> str | None:
+        return repr_svg(self.__name__, self._sections())  # Jupyter (ir/display.py)
+
+    def _repr_html_(self) -> str | None:
+        return repr_html(self.__name__, self._sections())
 
 
 _CHECK_ALL = os.environ.get("APRENDER_CHECK", "") not in ("", "0")

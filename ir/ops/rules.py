@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,20 @@ def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
 def elementwise_infer(impl: Callable[..., Any]) -> Callable[..., tuple]:
     """Shape rule of an element-wise op: broadcast shapes; dtype as the kernel gives it."""
 
+    dtypes: dict[tuple, np.dtype] = {}  # (input dtypes, attrs) -> result dtype
+
     def infer(*values: Any, **attrs: Any) -> tuple[tuple[int, ...], np.dtype]:
         shape = broadcast_shape(*(v.shape for v in values))
-        with np.errstate(all="ignore"):
-            sample = impl(*(np.ones((), dtype=v.dtype) for v in values), **attrs)
-        return shape, np.asarray(sample).dtype
+        key = (tuple(np.dtype(v.dtype) for v in values), tuple(attrs.items()))
+        cacheable = all(isinstance(a, Hashable) for a in attrs.values())
+        dtype = dtypes.get(key) if cacheable else None
+        if dtype is None:
+            with np.errstate(all="ignore"):
+                sample = impl(*(np.ones((), dtype=v.dtype) for v in values), **attrs)
+            dtype = np.asarray(sample).dtype
+            if cacheable:
+                dtypes[key] = dtype
+        return shape, dtype
 
     return infer
 
