@@ -35,6 +35,8 @@ RANDOMNESS = ("error", "different", "same")
 class _VmapRecorder(Recorder):
     """A staging recorder whose refusals speak of vmap."""
 
+    refuses_anomaly = False
+
     def check_read(self, what: str) -> None:
         raise TransformError(with_location(
             f"{what}: reading a tensor's value inside vmap is not possible (vmap runs the "

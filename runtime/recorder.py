@@ -149,8 +149,12 @@ class Recorder:
     _written: set[int] = field(default_factory=set)
 
     # --- hooks called by eager code ------------------------------------------------------------
+    #: whether ``detect_anomaly()`` inside the trace is refused (generated code does not check
+    #: each op; a vmap's re-run does, as eager)
+    refuses_anomaly = True
+
     def op(self, node: Node, out: Any) -> None:
-        if STATE.anomaly and self.staging:
+        if STATE.anomaly and self.staging and self.refuses_anomaly:
             raise CompileError(with_location(
                 "detect_anomaly() inside a compiled function is not supported (generated code "
                 "does not check each op); enter it around the call instead: the call then "

@@ -409,3 +409,11 @@ def test_compiled_transforms_equal_eager_over_calls() -> None:
     assert fast.cache_info()["compiles"] == 1
     text = str(ap.trace(lambda x: jvp(vec, (x,), (x,))[1], Tensor(X)))
     assert "sin" in text and "cos" in text
+
+
+def test_vmap_under_detect_anomaly_checks_ops_as_eager_does() -> None:
+    with ap.detect_anomaly():
+        out = vmap(lambda x: x.exp())(Tensor(np.zeros((2, 3))))
+        np.testing.assert_array_equal(out.data(), np.ones((2, 3)))
+        with pytest.raises(ap.AnomalyError, match="log"), np.errstate(invalid="ignore"):
+            vmap(lambda x: x.log())(Tensor(-np.ones((2, 3))))
