@@ -6,18 +6,127 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ...errors import DTypeError, describe, with_location
-from ..registry import OpDef, Operand, register
+from ..registry import BatchInfo, OpDef, Operand, register
+from .batching import axis_batch, elementwise_batch, example_ndim
 from .rules import OpBase, resolve_shape, shape_error
 
 
 def _example(x):
     """A zero-stride stand-in of ``x``'s shape and dtype for shape rules that run the kernel."""
     return np.broadcast_to(np.zeros((), dtype=x.dtype), tuple(x.shape))
+
+
+# --- batching helpers (vmap; rules sit beside their ops) ---------------------------------------
+
+def _lead(x: Any, batched: bool, size: int) -> Any:
+    """``x`` with the batch at axis 0: itself when batched, else a broadcast view of it."""
+    if batched:
+        return x
+    return x.reshape((1, *x.shape)).broadcast_to((size, *x.shape))
+
+
+def _unit_axes(x: Any, count: int) -> Any:
+    """A batched ``x`` with ``count`` unit axes inserted behind the batch axis."""
+    if not count:
+        return x
+    return x.reshape((x.shape[0], *(1,) * count, *x.shape[1:]))
+
+
+def _permuted(x: Any, order: tuple[int, ...]) -> Any:
+    """``x.transpose(order)``, or ``x`` itself when ``order`` keeps every axis in place."""
+    return x if order == tuple(range(len(order))) else x.transpose(order)
+
+
+def _lead_all(name: str) -> Callable:
+    """A rule for ops whose every input has the same rank and whose attribute ``name`` is one
+    normalized axis: each input with the batch leading (unbatched ones broadcast, a view) and
+    that axis moved past the batch axis."""
+
+    def rule(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+        xs = tuple(_lead(x, b, info.size) for x, b in zip(xs, batched, strict=True))
+        return xs[0]._apply(op, xs, {**attrs, name: attrs[name] + 1})
+
+    return rule
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Where numpy's advanced indexing puts the broadcast axes of an index's arrays in one
+    example's result: ``rank`` axes from ``start`` on; first of all (``start`` 0) when the
+    advanced items are split by a slice, None or Ellipsis (``split``)."""
+
+    rank: int
+    start: int
+    split: bool
+
+
+def _block(index: tuple, ndim: int, ranks: Sequence[int]) -> _Block | None:
+    """The advanced block of ``index`` applied to ``ndim`` axes (``ranks[k - 1]``: the rank of
+    the array ``Operand(k)`` stands for); None when the index is basic. Index arrays (and
+    Python bools, 0-d masks) make the ints advanced too, as in numpy."""
+    kinds = [type(item) for item in index]
+    if Operand not in kinds and bool not in kinds:
+        return None
+    advanced = [p for p, kind in enumerate(kinds) if kind in (Operand, int, bool)]
+    consumed = sum(kind in (slice, int, Operand) for kind in kinds)
+    start = sum(ndim - consumed if item is Ellipsis else 1 for item in index[:advanced[0]])
+    rank = max(ranks[item.position - 1] if type(item) is Operand else int(type(item) is bool)
+               for item in index if type(item) in (Operand, int, bool))
+    split = advanced[-1] - advanced[0] + 1 != len(advanced)
+    return _Block(rank, 0 if split else start, split)
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchedIndex:
+    """An example's index made to index the batched data (``data_batched``: the data has the
+    batch at axis 0), with its arrays (batched ones lined up behind their batch axis)."""
+
+    index: tuple
+    arrays: tuple
+    block: _Block | None
+    data_batched: bool
+    arrays_batched: bool
+
+    def order(self, n: int) -> tuple[int, ...]:
+        """The transpose of the batched result (``n`` axes per example) that brings it to
+        ``(batch, *example axes)``."""
+        block, rest = self.block, tuple(range(n + 1))
+        if not self.arrays_batched:  # (slice(None), *index): split blocks lead the batch
+            k = block.rank if block is not None and block.split else 0
+            return (k, *rest[:k], *rest[k + 1:])
+        if not self.data_batched:  # the batch leads the block, wherever that goes
+            return (block.start, *rest[:block.start], *rest[block.start + 1:])
+        # (rows, *index): the block, led by the batch, comes first (split or at 0)
+        k, p = block.rank, block.start
+        return (0, *rest[k + 1:k + 1 + p], *rest[1:k + 1], *rest[k + 1 + p:])
+
+    def inverse(self, n: int) -> tuple[int, ...]:
+        """The transpose that takes ``(batch, *example axes)`` to the batched layout."""
+        return tuple(np.argsort(self.order(n)).tolist())
+
+
+def _batch_index(index: tuple, data_batched: bool, arrays: tuple, arrays_batched: tuple,
+                 ndim: int, size: int) -> _BatchedIndex:
+    """``index`` (on ``ndim`` example axes) for the batch: with unbatched arrays, a full slice
+    over the batch axis; batched arrays pair with their example's data, through a leading
+    ``arange(size)`` array when the data is batched too."""
+    ranks = [example_ndim(a, b) for a, b in zip(arrays, arrays_batched, strict=True)]
+    block = _block(index, ndim, ranks)
+    if not any(arrays_batched):
+        return _BatchedIndex((slice(None), *index), arrays, block, True, False)
+    aligned = tuple(_unit_axes(a, block.rank - r) if b else a
+                    for a, b, r in zip(arrays, arrays_batched, ranks, strict=True))
+    if not data_batched:
+        return _BatchedIndex(index, aligned, block, False, True)
+    rows = arrays[0]._coerce(np.arange(size).reshape((size,) + (1,) * block.rank))
+    moved = tuple(Operand(i.position + 1) if type(i) is Operand else i for i in index)
+    return _BatchedIndex((Operand(1), *moved), (rows, *aligned), block, True, True)
 
 
 def _reshape_infer(x, shape):
@@ -27,9 +136,16 @@ def _reshape_infer(x, shape):
     return tuple(shape), np.dtype(x.dtype)
 
 
+def _reshape_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                   info: BatchInfo) -> Any:
+    """The example's shape behind the batch axis (through ``reshape``, which copies a batch
+    that numpy cannot view so, such as one vmap moved from another axis)."""
+    return xs[0].reshape((info.size, *attrs["shape"]))
+
+
 RESHAPE = register(OpDef(
     name="reshape", aliases_input=True, kind="view", impl=lambda a, shape: a.reshape(shape),
-    infer=_reshape_infer,
+    infer=_reshape_infer, batch=_reshape_batch,
     vjp=lambda g, out, x, at, needs: (g.reshape(tuple(x[0].shape)),),
     attrs=("shape",), doc="same elements in a new shape",
     template="{{ x[0] }}.reshape({{ a.shape }})"))
@@ -41,17 +157,23 @@ def _transpose_infer(x, axes):
     return tuple(x.shape[a] for a in axes), np.dtype(x.dtype)
 
 
+def _transpose_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                     info: BatchInfo) -> Any:
+    """The batch axis stays first; the example's axes permute behind it."""
+    return xs[0]._apply(op, xs, {"axes": (0, *(a + 1 for a in attrs["axes"]))})
+
+
 TRANSPOSE = register(OpDef(
     name="transpose", aliases_input=True, kind="view",
     impl=lambda a, axes: a.transpose(axes),
-    infer=_transpose_infer,
+    infer=_transpose_infer, batch=_transpose_batch,
     vjp=lambda g, out, x, at, needs: (g.transpose(tuple(np.argsort(at["axes"]).tolist())),),
     attrs=("axes",), doc="permute axes", template="{{ x[0] }}.transpose({{ a.axes }})"))
 
 
 DETACH = register(OpDef(
     name="detach", aliases_input=True, kind="view", impl=lambda a: a,
-    infer=lambda x: (tuple(x.shape), np.dtype(x.dtype)),
+    infer=lambda x: (tuple(x.shape), np.dtype(x.dtype)), batch=elementwise_batch,
     doc="the same values with no gradient path (a stop-gradient edge)", template="{{ x[0] }}"))
 
 
@@ -65,10 +187,18 @@ def _broadcast_to_infer(x, shape):
     return tuple(shape), np.dtype(x.dtype)
 
 
+def _broadcast_to_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                        info: BatchInfo) -> Any:
+    """The axes the broadcast adds in front of the example go behind the batch axis."""
+    shape = tuple(attrs["shape"])
+    x = _unit_axes(xs[0], len(shape) - example_ndim(xs[0], True))
+    return x._apply(op, (x,), {"shape": (info.size, *shape)})
+
+
 BROADCAST_TO = register(OpDef(
     name="broadcast_to", aliases_input=True, kind="view",
     impl=lambda a, shape: np.broadcast_to(a, shape),
-    infer=_broadcast_to_infer,
+    infer=_broadcast_to_infer, batch=_broadcast_to_batch,
     vjp=lambda g, out, x, at, needs: (g.sum_to(tuple(x[0].shape)),),
     attrs=("shape",), doc="read-only broadcast view; its gradient sums back (sum_to)",
     template="broadcast_to({{ x[0] }}, {{ a.shape }})"))
@@ -79,9 +209,18 @@ def _getitem_infer(x, index):
     return tuple(res.shape), np.dtype(x.dtype)
 
 
+def _getitem_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                   info: BatchInfo) -> Any:
+    """A full slice over the batch axis in front of the index."""
+    (x,) = xs
+    batch = _batch_index(attrs["index"], True, (), (), example_ndim(x, True), info.size)
+    out = x._apply(op, xs, {"index": batch.index})
+    return _permuted(out, batch.order(out.ndim - 1))
+
+
 GETITEM = register(OpDef(
     name="getitem", aliases_input=True, kind="view", impl=lambda a, index: a[index],
-    infer=_getitem_infer,
+    infer=_getitem_infer, batch=_getitem_batch,
     vjp=lambda g, out, x, at, needs: (g.unslice(tuple(x[0].shape), at["index"]),),
     attrs=("index",), doc="basic indexing (ints, slices, None, ...): a view",
     template="{{ x[0] }}[{{ a.index }}]"))
@@ -93,9 +232,18 @@ def _unslice_impl(a, shape, index):
     return res
 
 
+def _unslice_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                   info: BatchInfo) -> Any:
+    """Zeros of the batched shape written at the batched index (getitem's rule)."""
+    (x,), shape = xs, tuple(attrs["shape"])
+    batch = _batch_index(attrs["index"], True, (), (), len(shape), info.size)
+    x = _permuted(x, batch.inverse(x.ndim - 1))
+    return x._apply(op, (x,), {"shape": (info.size, *shape), "index": batch.index})
+
+
 UNSLICE = register(OpDef(
     name="unslice", kind="other", impl=_unslice_impl,
-    infer=lambda x, shape, index: (tuple(shape), np.dtype(x.dtype)),
+    infer=lambda x, shape, index: (tuple(shape), np.dtype(x.dtype)), batch=_unslice_batch,
     vjp=lambda g, out, x, at, needs: (g.getitem(at["index"]),),
     attrs=("shape", "index"), doc="zeros of shape with x written at a basic index "
                                   "(getitem's gradient)"))
@@ -119,9 +267,20 @@ def _no_grads_for_indices(grad, x):
     return (grad,) + (None,) * (len(x) - 1)
 
 
+def _index_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """Batched data takes a full slice over its batch axis, batched index arrays pair with
+    their example's data (see ``_batch_index``); the result is transposed to lead with the
+    batch."""
+    x = xs[0]
+    batch = _batch_index(attrs["index"], batched[0], xs[1:], batched[1:],
+                         example_ndim(x, batched[0]), info.size)
+    out = x._apply(op, (x, *batch.arrays), {"index": batch.index})
+    return _permuted(out, batch.order(out.ndim - 1))
+
+
 INDEX = register(OpDef(
     name="index", kind="other", impl=lambda a, *arrays, index: a[fill_index(index, arrays)],
-    infer=_index_infer, save_inputs=True, shape_only=(0,),
+    infer=_index_infer, save_inputs=True, shape_only=(0,), batch=_index_batch,
     vjp=lambda g, out, x, at, needs: _no_grads_for_indices(
         g.unindex(tuple(x[0].shape), at["index"], x[1:]), x),
     attrs=("index",),
@@ -135,8 +294,21 @@ def _unindex_impl(a, *arrays, shape, index):
     return res
 
 
+def _unindex_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
+                   info: BatchInfo) -> Any:
+    """Zeros of the batched shape with the values, laid out as the batched index reads them,
+    added at the batched index (index's rule)."""
+    shape = tuple(attrs["shape"])
+    batch = _batch_index(attrs["index"], True, xs[1:], batched[1:], len(shape), info.size)
+    a = _lead(xs[0], batched[0], info.size)
+    a = _permuted(a, batch.inverse(a.ndim - 1))
+    return a._apply(op, (a, *batch.arrays), {"shape": (info.size, *shape),
+                                              "index": batch.index})
+
+
 UNINDEX = register(OpDef(
     name="unindex", kind="other", impl=_unindex_impl, save_inputs=True, shape_only=(0,),
+    batch=_unindex_batch,
     infer=lambda x, *arrays, shape, index: (tuple(shape), np.dtype(x.dtype)),
     vjp=lambda g, out, x, at, needs: _no_grads_for_indices(g.index(at["index"], x[1:]), x),
     attrs=("shape", "index"),
@@ -160,7 +332,7 @@ CONCAT = register(OpDef(
         tuple(np.concatenate([_example(v) for v in x], axis=axis).shape),
         np.result_type(*(v.dtype for v in x))),
     vjp=lambda g, out, x, at, needs: _split_vjp(g, x, at["axis"], stacked=False),
-    attrs=("axis",), doc="join tensors along an existing axis",
+    batch=_lead_all("axis"), attrs=("axis",), doc="join tensors along an existing axis",
     template="concatenate(({{ x | join(', ') }},), axis={{ a.axis }}, out={{ out }})"))
 
 STACK = register(OpDef(
@@ -169,7 +341,7 @@ STACK = register(OpDef(
         tuple(np.stack([_example(v) for v in x], axis=axis).shape),
         np.result_type(*(v.dtype for v in x))),
     vjp=lambda g, out, x, at, needs: _split_vjp(g, x, at["axis"], stacked=True),
-    attrs=("axis",), doc="join tensors along a new axis",
+    batch=_lead_all("axis"), attrs=("axis",), doc="join tensors along a new axis",
     template="stack(({{ x | join(', ') }},), axis={{ a.axis }}, out={{ out }})"))
 
 
@@ -186,7 +358,7 @@ def _one_hot_impl(labels, num_classes, dtype):
 ONE_HOT = register(OpDef(
     name="one_hot", kind="other", impl=_one_hot_impl, checks=True,
     infer=lambda x, num_classes, dtype: (tuple(x.shape) + (num_classes,), np.dtype(dtype)),
-    attrs=("num_classes", "dtype"),
+    batch=elementwise_batch, attrs=("num_classes", "dtype"),
     doc="integer labels as one-hot rows (no gradient); checks the label range when it runs"))
 
 
@@ -195,7 +367,7 @@ ONE_HOT = register(OpDef(
 CONTIGUOUS = register(OpDef(
     name="contiguous", kind="other", impl=lambda a: np.array(a, order="C", copy=True),
     infer=lambda x: (tuple(x.shape), np.dtype(x.dtype)),
-    vjp=lambda g, out, x, at, needs: (g,),
+    vjp=lambda g, out, x, at, needs: (g,), batch=elementwise_batch,
     doc="a C-ordered copy (reshape of a non-contiguous tensor copies through it, so the copy "
         "has its own version counter)",
     template="{{ x[0] }}.copy()"))
@@ -211,7 +383,7 @@ def _dims_infer(x, dims):
 FLIP = register(OpDef(
     name="flip", kind="other", impl=lambda a, dims: np.flip(a, dims).copy(),
     infer=_dims_infer,
-    vjp=lambda g, out, x, at, needs: (g.flip(at["dims"]),),
+    vjp=lambda g, out, x, at, needs: (g.flip(at["dims"]),), batch=axis_batch("dims"),
     attrs=("dims",), doc="reverse the order along dims (a copy, as in PyTorch)",
     template="np.flip({{ x[0] }}, {{ a.dims }}).copy()"))
 
@@ -226,9 +398,19 @@ def _roll_infer(x, shifts, dims):
     return tuple(x.shape), np.dtype(x.dtype)
 
 
+def _roll_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """Along dims: those dims moved by one; over the flattened example: each example's row."""
+    (x,), dims = xs, attrs["dims"]
+    if dims is not None:
+        return x._apply(op, xs, {**attrs, "dims": tuple(d + 1 for d in dims)})
+    rows = x.reshape((info.size, math.prod(x.shape[1:])))
+    rolled = rows._apply(op, (rows,), {"shifts": attrs["shifts"], "dims": (1,)})
+    return rolled.reshape(tuple(x.shape))
+
+
 ROLL = register(OpDef(
     name="roll", kind="other", impl=lambda a, shifts, dims: np.roll(a, shifts, axis=dims),
-    infer=_roll_infer,
+    infer=_roll_infer, batch=_roll_batch,
     vjp=lambda g, out, x, at, needs: (g.roll(tuple(-s for s in at["shifts"]), at["dims"]),),
     attrs=("shifts", "dims"),
     doc="shift elements cyclically along dims (None: over the flattened tensor)",
@@ -253,9 +435,17 @@ def _repeat_vjp(g, out, x, at, needs):
     return (summed.reshape(shape),)
 
 
+def _repeat_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """The axes the sizes add in front of the example go behind the batch axis, which is
+    tiled once."""
+    sizes = attrs["sizes"]
+    x = _unit_axes(xs[0], len(sizes) - example_ndim(xs[0], True))
+    return x._apply(op, (x,), {"sizes": (1, *sizes)})
+
+
 REPEAT = register(OpDef(
     name="repeat", kind="other", impl=lambda a, sizes: np.tile(a, sizes),
-    infer=_repeat_infer, vjp=_repeat_vjp, attrs=("sizes",),
+    infer=_repeat_infer, vjp=_repeat_vjp, batch=_repeat_batch, attrs=("sizes",),
     doc="tile the tensor sizes[i] times along dimension i (PyTorch's repeat, numpy's tile); "
         "the gradient sums the tiles",
     template="np.tile({{ x[0] }}, {{ a.sizes }})"))
@@ -274,6 +464,7 @@ def _triangle(fn: Callable, word: str) -> OpDef:
         name=name, kind="other", impl=lambda a, diagonal: fn(a, diagonal),
         infer=_triangle_infer,
         vjp=lambda g, out, x, at, needs: (getattr(g, name)(at["diagonal"]),),
+        batch=elementwise_batch,  # the last two dimensions: the batch leads
         attrs=("diagonal",), doc=f"the {word} triangle of the last two dimensions (the rest "
                                  f"zeroed)",
         template=f"np.{name}({{{{ x[0] }}}}, {{{{ a.diagonal }}}})"))
@@ -293,10 +484,15 @@ def _pad_infer(x, widths, value):
         np.dtype(x.dtype)
 
 
+def _pad_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
+    """No padding of the batch axis."""
+    return xs[0]._apply(op, xs, {**attrs, "widths": ((0, 0), *attrs["widths"])})
+
+
 PAD = register(OpDef(
     name="pad", kind="other",
     impl=lambda a, widths, value: np.pad(a, widths, constant_values=value),
-    infer=_pad_infer,
+    infer=_pad_infer, batch=_pad_batch,
     vjp=lambda g, out, x, at, needs: (g.getitem(tuple(
         slice(b, b + d) for d, (b, _) in zip(x[0].shape, at["widths"], strict=True))),),
     attrs=("widths", "value"),
@@ -356,7 +552,7 @@ def _gather_vjp(g, out, x, at, needs):
 
 GATHER = register(OpDef(
     name="gather", kind="other", impl=_gather_impl, infer=_gather_infer, vjp=_gather_vjp,
-    save_inputs=True, shape_only=(0,), attrs=("dim",),
+    batch=_lead_all("dim"), save_inputs=True, shape_only=(0,), attrs=("dim",),
     doc="out[i][j][k] = x[index[i][j][k]][j][k] (dim=0), PyTorch's gather; the index tensor is "
         "input %1 (read anew by each compiled call)"))
 
@@ -401,7 +597,8 @@ def _scatter_add_vjp(g, out, x, at, needs):
 
 SCATTER_ADD = register(OpDef(
     name="scatter_add", kind="other", impl=_scatter_add_impl, infer=_scatter_add_infer,
-    vjp=_scatter_add_vjp, save_inputs=True, shape_only=(0, 2), attrs=("dim",),
+    vjp=_scatter_add_vjp, batch=_lead_all("dim"), save_inputs=True, shape_only=(0, 2),
+    attrs=("dim",),
     doc="a copy of x with src added at index along dim (PyTorch's scatter_add; repeats "
         "accumulate); the index tensor is input %1"))
 
