@@ -35,6 +35,7 @@ RANDOMNESS = ("error", "different", "same")
 class _VmapRecorder(Recorder):
     """A staging recorder whose refusals speak of vmap."""
 
+    inside = "a vmapped function"
     refuses_anomaly = False
 
     def check_read(self, what: str) -> None:
@@ -79,14 +80,13 @@ def _prefix_axes(spec: Any, value: Any, where: str, out: list) -> None:
         pytree.flatten(value, leaves)
         out.extend([spec] * len(leaves))
         return
-    node = pytree._node(value)
-    spec_node = pytree._node(spec)
-    if node is None or spec_node is None or node[0] != spec_node[0]:
+    pairs = pytree.children_like(value, spec)
+    if not pairs:
         raise TransformError(with_location(
             f"vmap: {where} is {spec!r}, which does not match the structure of "
             f"{type(value).__name__} value (give an int, None, or a container of them shaped "
             f"like the value)"))
-    for child_spec, child in zip(spec_node[1], node[1], strict=True):
+    for child, child_spec in pairs:
         _prefix_axes(child_spec, child, where, out)
 
 
@@ -197,10 +197,13 @@ class _Call:
 
     @staticmethod
     def _example(leaf: Any, axis: int) -> Tensor:
-        """The first example of a batched leaf: a fresh tensor (requiring grad when it is
-        floating, so the trace keeps every gradient path the batch may need)."""
+        """The first example of a batched leaf (zeros for an empty batch, which is traced
+        like any other): a fresh tensor, requiring grad when it is floating, so the trace
+        keeps every gradient path the batch may need."""
         def make() -> Tensor:
-            t = Tensor(np.take(_array(leaf), 0, axis=axis))
+            array = _array(leaf)
+            t = Tensor(np.take(array, 0, axis=axis) if array.shape[axis] else
+                       np.zeros(np.delete(array.shape, axis), dtype=array.dtype))
             return t.requires_grad() if t.dtype.kind == "f" else t
         return _quiet(make)
 

@@ -100,6 +100,39 @@ def flatten(value: Any, leaves: list, keys: list | None = None) -> Any:
     return (structure, tuple(flatten(c, leaves, keys) for c in children))
 
 
+def children_like(reference: Any, value: Any) -> list[tuple[Any, Any]] | None:
+    """``(reference child, value child)`` pairs when ``value`` is a container of the same kind
+    and size as ``reference`` (dicts with the same keys pair by key, in ``reference``'s order);
+    ``[]`` when both are leaves; None when they do not match."""
+    ref_node, node = _node(reference), _node(value)
+    if ref_node is None or node is None:
+        return [] if ref_node is None and node is None else None
+    if isinstance(reference, dict) and isinstance(value, dict):
+        if set(reference) != set(value):
+            return None
+        return [(reference[k], value[k]) for k in reference]
+    if ref_node[0] != node[0]:
+        return None
+    return list(zip(ref_node[1], node[1], strict=True))
+
+
+def flatten_like(reference: Any, value: Any) -> list | None:
+    """``value``'s leaves in the order of ``reference``'s (see ``children_like``); None when
+    the structures differ."""
+    pairs = children_like(reference, value)
+    if pairs is None:
+        return None
+    if not pairs and _node(reference) is None:
+        return [value]
+    out: list = []
+    for r, v in pairs:
+        sub = flatten_like(r, v)
+        if sub is None:
+            return None
+        out.extend(sub)
+    return out
+
+
 def key_of(args: tuple, kwargs: dict) -> tuple[tuple, list]:
     """The structural key of a call and its leaves (a fast path for flat positional calls)."""
     if not kwargs:

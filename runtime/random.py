@@ -99,6 +99,6 @@ def refuse_untracked_random(fn: str) -> None:
     into the graph: refuse them there."""
     if STATE.recorder is not None and STATE.recorder.staging:
         raise CompileError(with_location(
-            f"{fn}: a random tensor drawn from numpy inside a compiled function would be drawn "
-            f"once and reused; pass generator=aprender.Generator(seed) (or none: the default "
+            f"{fn}: a random tensor drawn from numpy inside {STATE.recorder.inside} would be "
+            f"drawn once and reused; pass generator=aprender.Generator(seed) (or none: the default "
             f"generator), or a fixed integer rng"))

@@ -149,6 +149,8 @@ class Recorder:
     _written: set[int] = field(default_factory=set)
 
     # --- hooks called by eager code ------------------------------------------------------------
+    #: what the traced code is inside, for messages
+    inside = "a compiled function"
     #: whether ``detect_anomaly()`` inside the trace is refused (generated code does not check
     #: each op; a vmap's re-run does, as eager)
     refuses_anomaly = True
@@ -174,7 +176,7 @@ class Recorder:
         if node is not None and node.op.aliases_input:
             raise GraphError(with_location(
                 f"{op}: an in-place update of a view ({node.op.name} of another tensor) inside "
-                f"a compiled function is not supported; update the tensor it views instead"))
+                f"{self.inside} is not supported; update the tensor it views instead"))
         if new.shape != target.shape:
             raise ShapeError(with_location(f"{op}: result {describe(new)} does not fit "
                                            f"{describe(target)}"))

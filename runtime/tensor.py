@@ -245,8 +245,8 @@ def _normalize_index(index: Any) -> tuple[tuple, tuple]:
             if kind == "b":
                 if STATE.recorder is not None and STATE.recorder.staging:
                     raise GraphError(with_location(
-                        "getitem: a boolean mask inside a compiled function gives a shape that "
-                        "depends on the data; use where() or masked_fill() instead"))
+                        f"getitem: a boolean mask inside {STATE.recorder.inside} gives a shape "
+                        f"that depends on the data; use where() or masked_fill() instead"))
                 mask = item._data if isinstance(item, Tensor) else item
                 for positions in np.nonzero(mask):
                     arrays.append(Tensor._as_input(positions))
@@ -343,9 +343,30 @@ class Tensor(OpMethods):
                                            f"{list(t.shape)}"))
         return t
 
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """``copy.deepcopy(t)`` (and ``copy.copy``): a new tensor with a copy of the values, a
+        leaf that requires grad when ``t`` is one (as in PyTorch); recorded when traced."""
+        if self._rg and self._node is not None:
+            raise GraphError(with_location(
+                f"copy: {describe(self)} was computed from tensors that require grad; only "
+                f"leaves can be copied (as in PyTorch); copy t.detach() instead"))
+        out = Tensor(self)
+        if self._rg:
+            out.requires_grad()
+        memo[id(self)] = out
+        return out
+
+    def __copy__(self) -> Tensor:
+        return self.__deepcopy__({})
+
     @staticmethod
     def new(data: Any, shape: Sequence[int], dtype: Any = None) -> Tensor:
         """``data`` reshaped to ``shape``; a ValueError naming both sizes when they differ."""
+        if isinstance(data, Tensor):  # a recorded copy, so a trace reads the values anew
+            data = Tensor(data, dtype)
+            dtype = None
+            if data.size == int(np.prod(shape)):
+                return data.reshape(tuple(int(d) for d in shape))
         arr = default_array(data, dtype)
         shape = tuple(int(d) for d in shape)
         if arr.size != int(np.prod(shape)):

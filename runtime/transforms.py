@@ -41,7 +41,11 @@ def _argnums(argnums: int | Sequence[int], count: int, name: str) -> tuple[tuple
             raise TransformError(with_location(
                 f"{name}: argnums {argnums!r} is out of range for {count} positional "
                 f"arguments"))
-    return tuple(p % count for p in positions), single
+    positions = tuple(p % count for p in positions)
+    if len(set(positions)) != len(positions):
+        raise TransformError(with_location(f"{name}: argnums {argnums!r} names an argument "
+                                           f"twice; each must appear once"))
+    return positions, single
 
 
 def _alias(x: Any, name: str, where: str) -> Tensor:
@@ -204,9 +208,8 @@ def vjp(fn: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     lin = _Linearized(fn, primals, has_aux, "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple:
-        given: list = []
-        structure = pytree.flatten(cotangent, given)
-        if structure != lin.structure:
+        given = pytree.flatten_like(lin.out, cotangent)
+        if given is None:
             raise TransformError(with_location(
                 "vjp: the cotangent's structure does not match the output's"))
         cts = _check_cotangents("vjp", lin.outputs, given)
@@ -228,15 +231,21 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any],
         raise TransformError(with_location(
             f"jvp: give one tangent per primal, got {len(primals)} primals and "
             f"{len(tangents)} tangents"))
+    flat_t = pytree.flatten_like(primals, tangents)
+    if flat_t is None:
+        raise TransformError(with_location(
+            "jvp: the tangents' structure does not match the primals' (one tangent per primal "
+            "leaf, in containers of the same kinds and keys)"))
     create_graph = STATE.grad_enabled
     lin = _Linearized(fn, primals, has_aux, "jvp")
-    flat_t: list = []
-    pytree.flatten(tangents, flat_t)
     flat_t = _check_cotangents("jvp", lin.primals.flat, flat_t)
+    # integer and bool outputs have no derivative: their tangent is zero
+    floating = [o for o in lin.outputs if o.dtype.kind == "f"]
     with GradMode(True):
-        us = [_zeros(o).requires_grad() for o in lin.outputs]
-        pulled = lin.pull(us, True)
-        tangent_out = pullback(pulled, flat_t, us, create_graph)
+        us = [_zeros(o).requires_grad() for o in floating]
+        pulled = pullback(floating, us, lin.primals.flat, True)
+        found = iter(pullback(pulled, flat_t, us, create_graph))
+    tangent_out = [next(found) if o.dtype.kind == "f" else _zeros(o) for o in lin.outputs]
     out = pytree.rebuild_from(lin.structure, iter(tangent_out))
     return (lin.out, out, lin.aux) if has_aux else (lin.out, out)
 
@@ -268,7 +277,7 @@ def jacrev(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
                     cts = [u if j == k else _zeros(x) for j, x in enumerate(outputs)]
                     return pullback(outputs, cts, primals.flat, create_graph)
                 basis = _basis(o)
-                rows = vmap(row)(basis) if o.size > 1 else \
+                rows = vmap(row)(basis) if o.size != 1 else \
                     [r.reshape((1, *r.shape)) for r in row(basis.reshape(o.shape))]
                 blocks.append(primals.rebuild(
                     [r.reshape((*o.shape, *x.shape)) for r, x in zip(rows, primals.flat,
@@ -279,15 +288,23 @@ def jacrev(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
     return transformed
 
 
-def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
-    """The Jacobian of ``fn`` by forward mode: one vmapped JVP over the basis tangents per
-    differentiated argument leaf. Shapes and nesting as ``jacrev``."""
+def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False, *,
+           randomness: str = "error") -> Callable:
+    """The Jacobian of ``fn`` by forward mode: one vmapped JVP over the basis tangents of all
+    differentiated argument leaves together, so ``fn`` runs once. Shapes and nesting as
+    ``jacrev``; ``randomness`` as ``vmap``'s."""
 
     @functools.wraps(fn)
     def transformed(*args: Any, **kwargs: Any) -> Any:
         positions, single = _argnums(argnums, len(args), "jacfwd")
         primals = _Primals(args, positions, "jacfwd")
         flat = primals.flat
+        sizes = [x.size for x in flat]
+        offsets = np.cumsum([0, *sizes])
+        total = int(offsets[-1])
+        eye = np.eye(total)
+        bases = [Tensor(eye[:, offsets[i]:offsets[i + 1]].reshape((total, *x.shape))
+                        .astype(x.dtype)) for i, x in enumerate(flat)]
 
         def at(*xs: Tensor) -> Any:
             call = list(args)
@@ -296,22 +313,20 @@ def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
                 call[p] = pytree.rebuild_from(s, it)
             return fn(*call, **kwargs)
 
-        with GradMode(True):
-            out, aux = _split_aux(at(*flat), has_aux, "jacfwd")
+        def push(*tangents: Tensor) -> tuple:
+            return jvp(at, flat, list(tangents), has_aux=has_aux)
+
+        found = vmap(push, out_axes=(None, 0, None)[:3 if has_aux else 2],
+                     randomness=randomness)(*bases)
+        out, tangent_out = found[:2]
+        aux = found[2] if has_aux else None
         outputs, structure = _tensor_leaves(out, "jacfwd")
-        columns: list[list[Tensor]] = []  # per input leaf: per output leaf
-        for i, x in enumerate(flat):
-            def push(t: Tensor, i: int = i) -> Any:
-                tangents = [t if j == i else _zeros(y) for j, y in enumerate(flat)]
-                return jvp(at, flat, tangents, has_aux=has_aux)[1]
-            columns.append(_leaves(vmap(push)(_basis(x))))
         blocks = []
-        for k, o in enumerate(outputs):
-            per_input = []
-            for i, x in enumerate(flat):
-                col = columns[i][k].reshape((x.size, o.size))
-                per_input.append(col.transpose((1, 0)).reshape((*o.shape, *x.shape)))
-            blocks.append(primals.rebuild(per_input, single))
+        for o, column in zip(outputs, _leaves(tangent_out), strict=True):
+            rows = column.reshape((total, o.size)).transpose((1, 0))
+            blocks.append(primals.rebuild(
+                [rows[:, offsets[i]:offsets[i + 1]].reshape((*o.shape, *x.shape))
+                 for i, x in enumerate(flat)], single))
         jac = pytree.rebuild_from(structure, iter(blocks))
         return (jac, aux) if has_aux else jac
 

@@ -417,3 +417,15 @@ def test_vmap_under_detect_anomaly_checks_ops_as_eager_does() -> None:
         np.testing.assert_array_equal(out.data(), np.ones((2, 3)))
         with pytest.raises(ap.AnomalyError, match="log"), np.errstate(invalid="ignore"):
             vmap(lambda x: x.log())(Tensor(-np.ones((2, 3))))
+
+
+def test_vmap_in_axes_dict_pairs_by_key_and_jvp_tangents_too() -> None:
+    d = {"a": Tensor(np.arange(6.0).reshape(2, 3)), "b": Tensor(np.ones(3))}
+    got = vmap(lambda d: d["a"] * d["b"], in_axes=({"b": None, "a": 0},))(d)
+    np.testing.assert_allclose(got.data(), d["a"].data())
+    primals = ({"a": Tensor(np.array(1.0)), "b": Tensor(np.array(2.0))},)
+    tangents = ({"b": Tensor(np.array(10.0)), "a": Tensor(np.array(1.0))},)
+    _, t = jvp(lambda d: d["a"] * 2.0 + d["b"] * 3.0, primals, tangents)
+    assert t.item() == 32.0  # 2 * ta + 3 * tb, paired by key
+    with pytest.raises(ap.TransformError, match="structure"):
+        jvp(lambda d: d["a"], primals, ({"a": Tensor(np.array(1.0))},))
