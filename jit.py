@@ -44,8 +44,8 @@ from .runtime.tracing import (
     Result,
     StateChange,
     StepTrace,
-    _fn_name,
-    _parameter_names,
+    fn_name,
+    parameter_names,
     trace_step,
 )
 from .runtime.walk import FUNCTIONS, SCALARS, reach
@@ -239,7 +239,7 @@ class CompiledFunction:
         self.fn = fn
         self.cache_limit = cache_limit
         self.check = check
-        self.__name__ = _fn_name(fn)
+        self.__name__ = fn_name(fn)
         self._entries: dict[tuple, list[Entry]] = {}
         self._last: Entry | None = None
         self._last_key: tuple | None = None
@@ -289,7 +289,7 @@ class CompiledFunction:
 
     def _miss(self, key: tuple, leaves: list, args: tuple, kwargs: dict) -> Any:
         self.misses += 1
-        names = pytree.leaf_names(args, kwargs, _parameter_names(self.fn))
+        names = pytree.leaf_names(args, kwargs, parameter_names(self.fn))
         reason = self._explain(key, leaves, names)
         self.miss_reasons.append(reason)
         count = self._compiles()

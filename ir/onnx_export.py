@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import AprenderError
 from .graph import FusedNode, Graph, Node, Value, short_src, type_str
-from .ops.conv import _divisor, pool_out_size
+from .ops.conv import pool_divisor, pool_out_size
 from .ops.elementwise import GELU_C, GELU_K, SQRT_HALF
 from .registry import Operand
 
@@ -488,7 +488,7 @@ def _avg_pool(e: Emitter, node: Node, xs: list[str], out: str) -> str:
     mean = e.add("AveragePool", _promoted(e, node, xs), kernel_shape=list(kernel),
                  strides=list(at["stride"]), pads=pads, count_include_pad=1)
     total = e.add("Mul", [mean, e.const(math.prod(kernel), dtype)])
-    inv = _divisor(size, kernel, at["stride"], at["padding"], at["ceil_mode"],
+    inv = pool_divisor(size, kernel, at["stride"], at["padding"], at["ceil_mode"],
                    at["count_include_pad"], at["divisor_override"], spatial, dtype)
     return e.add("Mul", [total, e.const(inv, dtype)], out)
 

@@ -27,7 +27,7 @@ from . import pytree
 from .recorder import Recorder
 from .state import STATE, GradMode
 from .tensor import Tensor, apply
-from .tracing import GraphBuilder, _fn_name, _parameter_names, _run
+from .tracing import GraphBuilder, fn_name, parameter_names, run_recorded
 
 RANDOMNESS = ("error", "different", "same")
 
@@ -144,12 +144,12 @@ class _Call:
     def __init__(self, fn: Callable, in_axes: Any, out_axes: Any, randomness: str) -> None:
         self.fn, self.in_axes, self.out_axes = fn, in_axes, out_axes
         self.randomness = randomness
-        self.name = _fn_name(fn)
+        self.name = fn_name(fn)
 
     def run(self, args: tuple, kwargs: dict) -> Any:
         leaves: list = []
         structure = pytree.flatten(args, leaves)
-        names = pytree.leaf_names(args, {}, _parameter_names(self.fn))
+        names = pytree.leaf_names(args, {}, parameter_names(self.fn))
         axes = self._axes(leaves, names, leaf_axes(self.in_axes, args))
         size = self._size(leaves, names, axes)
         examples = {i: self._example(leaves[i], a) for i, a in enumerate(axes) if a is not None}
@@ -160,6 +160,7 @@ class _Call:
         call_args = pytree.rebuild_from(structure, iter(call_leaves))
         traced = self._trace(call_args, kwargs, call_leaves, names)
         info = BatchInfo(size, self.randomness)
+        self.leaves, self.axes = leaves, axes
         results = self._replay(traced, batch, info)
         return self._results(traced, results, size)
 
@@ -198,13 +199,13 @@ class _Call:
     @staticmethod
     def _example(leaf: Any, axis: int) -> Tensor:
         """The first example of a batched leaf (zeros for an empty batch, which is traced
-        like any other): a fresh tensor, requiring grad when it is floating, so the trace
+        like any other): a fresh tensor, requiring grad when the leaf does, so the trace
         keeps every gradient path the batch may need."""
         def make() -> Tensor:
             array = _array(leaf)
             t = Tensor(np.take(array, 0, axis=axis) if array.shape[axis] else
                        np.zeros(np.delete(array.shape, axis), dtype=array.dtype))
-            return t.requires_grad() if t.dtype.kind == "f" else t
+            return t.requires_grad() if isinstance(leaf, Tensor) and leaf._rg else t
         return _quiet(make)
 
     # --- trace and re-run ----------------------------------------------------------------------
@@ -214,7 +215,7 @@ class _Call:
                   if isinstance(x, np.ndarray)}
         arg_ids = {id(x): i for i, x in enumerate(leaves) if isinstance(x, Tensor)}
         try:
-            result = _run(self.fn, args, kwargs, rec)
+            result = run_recorded(self.fn, args, kwargs, rec)
             builder = GraphBuilder(f"vmap({self.name})", rec, arrays, arg_ids, names)
             builder.replay(rec.events, None)
             out_leaves: list = []
@@ -270,16 +271,33 @@ class _Call:
         return out, True
 
     def _update(self, builder: GraphBuilder, position: int, new: tuple[Tensor, bool]) -> None:
-        """Apply an in-place update the function made to an object outside it."""
+        """Apply an in-place update the function made: to a batched argument tensor (each
+        example's part, as the updates of a loop would), or to an object outside it when the
+        update is the same for the whole batch."""
         value, per_example = new
         name = builder.graph.inputs[position].name
+        index = builder.sources[builder.inputs[position].source].index
+        if index >= 0 and self.axes[index] is not None:
+            leaf = self.leaves[index]
+            if isinstance(leaf, Tensor):  # (an array argument was copied into the example)
+                moved = move_axis(value if per_example else value.reshape(
+                    (1, *value.shape)).broadcast_to(leaf.shape), 0, self.axes[index])
+                self._assign(leaf, moved, name)
+            return
         target = builder.tensor_of_input[position]
-        if per_example or builder.inputs[position].part != "data" or value._rg \
-                or not isinstance(target, Tensor):
+        if per_example or builder.inputs[position].part != "data" or \
+                not isinstance(target, Tensor):
             raise TransformError(with_location(
                 f"vmap: {self.name} updates {name} in place with a value that depends on the "
-                f"example or needs a gradient; vmap can only apply updates that are the same "
+                f"example; vmap can only apply updates to outside tensors that are the same "
                 f"for the whole batch (return the per-example values instead)"))
+        self._assign(target, value, name)
+
+    def _assign(self, target: Tensor, value: Tensor, name: str) -> None:
+        if value._rg:
+            raise TransformError(with_location(
+                f"vmap: {self.name} updates {name} in place with a value that needs a "
+                f"gradient; vmap applies in-place updates without one"))
         with GradMode(False):
             target.assign(value)
 

@@ -273,12 +273,12 @@ class GraphBuilder:
         return has_backward
 
 
-def _fn_name(fn: Any) -> str:
+def fn_name(fn: Any) -> str:
     name = getattr(fn, "__name__", None) or type(fn).__name__.lower()
     return "lambda" if name == "<lambda>" else name
 
 
-def _parameter_names(fn: Any) -> list[str]:
+def parameter_names(fn: Any) -> list[str]:
     target = fn if inspect.isroutine(fn) or not hasattr(fn, "forward") else fn.forward
     try:
         return [p.name for p in inspect.signature(target).parameters.values()
@@ -287,7 +287,7 @@ def _parameter_names(fn: Any) -> list[str]:
         return []
 
 
-def _run(fn: Callable, args: tuple, kwargs: dict, rec: Recorder) -> Any:
+def run_recorded(fn: Callable, args: tuple, kwargs: dict, rec: Recorder) -> Any:
     """Run ``fn`` with ``rec`` recording; the thread's recorder and tape are restored."""
     st = STATE
     saved = (st.recorder, st.tape)
@@ -309,12 +309,12 @@ def trace_with_captures(fn: Callable, *args: Any,
     parameters, buffers and arrays ``fn`` reached), by input name: what an exporter stores."""
     leaves: list = []
     pytree.flatten((args, kwargs), leaves)
-    names = pytree.leaf_names(args, kwargs, _parameter_names(fn))
+    names = pytree.leaf_names(args, kwargs, parameter_names(fn))
     found = reach(fn, [])
     rec = Recorder(staging=False)
     try:
-        result = _run(fn, args, kwargs, rec)
-        builder = GraphBuilder(_fn_name(fn), rec, found.names,
+        result = run_recorded(fn, args, kwargs, rec)
+        builder = GraphBuilder(fn_name(fn), rec, found.names,
                                {id(x): i for i, x in enumerate(leaves) if isinstance(x, Tensor)},
                                names)
         for x in leaves:  # arguments come first, in signature order, used or not
@@ -350,15 +350,15 @@ def trace_step(fn: Callable, args: tuple, kwargs: dict, leaves: list, arg_names:
         if t._node is None:
             rec.before_grad_change(t)
     try:
-        result = _run(fn, args, kwargs, rec)
+        result = run_recorded(fn, args, kwargs, rec)
         changed = snapshot.changes()
         if changed:
             raise StateChange(with_location(
-                f"compile: {_fn_name(fn)} changes Python state when it runs ("
+                f"compile: {fn_name(fn)} changes Python state when it runs ("
                 + "; ".join(changed[:3]) + "); a compiled function would do that only once, "
                 "when it is traced. Keep such changes outside the compiled function (e.g. "
                 "call sched.step() after it) or use tensors updated in place"))
-        builder = GraphBuilder(_fn_name(fn), rec, found.names, arg_ids, arg_names)
+        builder = GraphBuilder(fn_name(fn), rec, found.names, arg_ids, arg_names)
         for x in leaves:
             if isinstance(x, Tensor):
                 builder.value_of(x)

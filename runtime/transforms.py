@@ -48,22 +48,28 @@ def _argnums(argnums: int | Sequence[int], count: int, name: str) -> tuple[tuple
     return positions, single
 
 
-def _alias(x: Any, name: str, where: str) -> Tensor:
-    """A tensor standing for argument leaf ``x`` that the transform differentiates: connected
-    to ``x`` when ``x`` requires grad (so outer transforms see through), else a fresh leaf."""
+def _floating(x: Any, name: str, where: str) -> Tensor:
+    """Argument leaf ``x`` as a floating tensor; a TransformError for anything else."""
     t = x if isinstance(x, Tensor) else Tensor(x) if isinstance(x, np.ndarray | float) else None
     if t is None or t.dtype.kind != "f":
         raise TransformError(with_location(
             f"{name}: {where} is {describe(x) if t is not None else type(x).__name__}; only "
             f"floating tensors, arrays and floats can be differentiated"))
+    return t
+
+
+def _alias(t: Tensor) -> Tensor:
+    """A tensor standing for ``t`` that the transform differentiates: connected to ``t`` when
+    it requires grad (so outer transforms see through), else a fresh leaf."""
     return t.reshape(t.shape) if t._rg else t.detach().requires_grad()
 
 
 class _Primals:
-    """The differentiated arguments of one call: aliases for their leaves, and the call's
-    arguments with the aliases in place."""
+    """The differentiated arguments of one call: aliases for their leaves (with ``alias``;
+    else the leaves as tensors), and the call's arguments with them in place."""
 
-    def __init__(self, args: tuple, positions: tuple[int, ...], name: str) -> None:
+    def __init__(self, args: tuple, positions: tuple[int, ...], name: str,
+                 alias: bool = True) -> None:
         self.positions = positions
         self.structures: list[Any] = []
         self.leaves: list[list[Tensor]] = []
@@ -71,7 +77,9 @@ class _Primals:
         for p in positions:
             leaves: list = []
             structure = pytree.flatten(args[p], leaves)
-            aliases = [_alias(x, name, f"argument {p}") for x in leaves]
+            aliases = [_floating(x, name, f"argument {p}") for x in leaves]
+            if alias:
+                aliases = [_alias(t) for t in aliases]
             call[p] = pytree.rebuild_from(structure, iter(aliases))
             self.structures.append(structure)
             self.leaves.append(aliases)
@@ -98,19 +106,25 @@ def _split_aux(out: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
     return out
 
 
-def _tensor_leaves(out: Any, name: str) -> tuple[list[Tensor], Any]:
-    leaves: list = []
-    structure = pytree.flatten(out, leaves)
-    for leaf in leaves:
-        if not isinstance(leaf, Tensor):
-            raise TransformError(with_location(
-                f"{name}: the function must return tensors (or containers of them), got "
-                f"{type(leaf).__name__}"))
-    return leaves, structure
-
-
 def _zeros(t: Tensor) -> Tensor:
     return Tensor(np.zeros(t.shape, dtype=t.dtype))
+
+
+def _reaches_outside(outputs: list[Tensor], fresh: set[int]) -> bool:
+    """Whether a tensor that requires grad and was not made by this transform (``fresh``:
+    ids of its own leaves) feeds ``outputs``, so a gradient from outside may flow through."""
+    stack, seen = list(outputs), set()
+    while stack:
+        t = stack.pop()
+        if not t._rg or id(t) in fresh:
+            continue
+        node = t._node
+        if node is None:
+            return True
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.inputs)
+    return False
 
 
 def pullback(outputs: list[Tensor], cotangents: list[Tensor], inputs: list[Tensor],
@@ -139,6 +153,45 @@ def _check_cotangents(name: str, outputs: list[Tensor], given: list[Any]) -> lis
     return out
 
 
+class _Linearized:
+    """``fn`` run once with aliases for its differentiated arguments (``positions``), kept
+    for pulling cotangents back to them. ``connected``: grad mode is on and the outputs
+    depend on a tensor from outside that requires grad, so results keep a graph (an outer
+    transform or ``backward()`` may differentiate them); otherwise they are plain values, as
+    ``torch.func`` gives."""
+
+    def __init__(self, fn: Callable, args: tuple, kwargs: dict, positions: tuple[int, ...],
+                 has_aux: bool, name: str) -> None:
+        enabled = STATE.grad_enabled
+        with GradMode(True):
+            self.primals = _Primals(args, positions, name)
+            self.out, self.aux = _split_aux(fn(*self.primals.args, **kwargs), has_aux, name)
+        leaves: list = []
+        self.structure = pytree.flatten(self.out, leaves)
+        for leaf in leaves:
+            if not isinstance(leaf, Tensor):
+                raise TransformError(with_location(
+                    f"{name}: the function must return tensors (or containers of them), got "
+                    f"{type(leaf).__name__}"))
+        self.outputs: list[Tensor] = leaves
+        fresh = {id(t) for t in self.primals.flat if t._node is None}
+        self.connected = enabled and _reaches_outside(self.outputs, fresh)
+
+    def value(self) -> Any:
+        """The outputs: as computed when connected, else without their graph."""
+        if self.connected:
+            return self.out
+        return pytree.rebuild_from(self.structure, iter([o.detach() for o in self.outputs]))
+
+    def pull(self, cotangents: list[Tensor], keep_graph: bool = False) -> list[Tensor]:
+        """Gradients for the differentiated leaves; with a graph when connected, when a
+        cotangent requires grad or when ``keep_graph``."""
+        create = keep_graph or (STATE.grad_enabled and (
+            self.connected or any(c._rg for c in cotangents)))
+        with GradMode(True):
+            return pullback(self.outputs, cotangents, self.primals.flat, create)
+
+
 # --- reverse mode ------------------------------------------------------------------------------
 
 def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0,
@@ -151,22 +204,16 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0,
     @functools.wraps(fn)
     def transformed(*args: Any, **kwargs: Any) -> Any:
         positions, single = _argnums(argnums, len(args), "grad")
-        create_graph = STATE.grad_enabled
-        with GradMode(True):
-            primals = _Primals(args, positions, "grad")
-            out, aux = _split_aux(fn(*primals.args, **kwargs), has_aux, "grad")
-            if not isinstance(out, Tensor) or out.size != 1:
-                raise TransformError(with_location(
-                    f"grad: the function must return a one-element tensor, got "
-                    f"{describe(out) if isinstance(out, Tensor) else type(out).__name__}; "
-                    f"use vjp or jacrev for other outputs"))
-            if out.dtype.kind != "f":
-                raise TransformError(with_location(
-                    f"grad: the output {describe(out)} is not floating"))
-            seed = Tensor(np.ones(out.shape, dtype=out.dtype))
-            grads = pullback([out], [seed], primals.flat, create_graph)
-        value = (out, aux) if has_aux else out
-        return value, primals.rebuild(grads, single)
+        lin = _Linearized(fn, args, kwargs, positions, has_aux, "grad")
+        out = lin.out
+        if not isinstance(out, Tensor) or out.size != 1 or out.dtype.kind != "f":
+            raise TransformError(with_location(
+                f"grad: the function must return a one-element floating tensor, got "
+                f"{describe(out) if isinstance(out, Tensor) else type(out).__name__}; use "
+                f"vjp or jacrev for other outputs"))
+        grads = lin.pull([Tensor(np.ones(out.shape, dtype=out.dtype))])
+        value = (lin.value(), lin.aux) if has_aux else lin.value()
+        return value, lin.primals.rebuild(grads, single)
 
     return transformed
 
@@ -184,39 +231,22 @@ def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) 
     return transformed
 
 
-class _Linearized:
-    """``fn`` run once on aliases of all its arguments, kept for pulling back cotangents."""
-
-    def __init__(self, fn: Callable, primals: tuple, has_aux: bool, name: str) -> None:
-        self.name = name
-        with GradMode(True):
-            self.primals = _Primals(primals, tuple(range(len(primals))), name)
-            out, self.aux = _split_aux(fn(*self.primals.args), has_aux, name)
-        self.out = out
-        self.outputs, self.structure = _tensor_leaves(out, name)
-
-    def pull(self, cotangents: list[Tensor], create_graph: bool) -> list[Tensor]:
-        with GradMode(True):
-            return pullback(self.outputs, cotangents, self.primals.flat, create_graph)
-
-
 def vjp(fn: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """``(output, vjp_fn)`` (and ``aux`` with ``has_aux``): ``vjp_fn(cotangent)`` gives one
     gradient per primal, each shaped like it; the cotangent is shaped like the output."""
     if not primals:
         raise TransformError(with_location("vjp: give at least one primal"))
-    lin = _Linearized(fn, primals, has_aux, "vjp")
+    lin = _Linearized(fn, primals, {}, tuple(range(len(primals))), has_aux, "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple:
         given = pytree.flatten_like(lin.out, cotangent)
         if given is None:
             raise TransformError(with_location(
                 "vjp: the cotangent's structure does not match the output's"))
-        cts = _check_cotangents("vjp", lin.outputs, given)
-        grads = lin.pull(cts, STATE.grad_enabled)
-        return lin.primals.rebuild(grads, False)
+        return lin.primals.rebuild(lin.pull(_check_cotangents("vjp", lin.outputs, given)),
+                                   False)
 
-    return (lin.out, vjp_fn, lin.aux) if has_aux else (lin.out, vjp_fn)
+    return (lin.value(), vjp_fn, lin.aux) if has_aux else (lin.value(), vjp_fn)
 
 
 # --- forward mode ------------------------------------------------------------------------------
@@ -236,18 +266,18 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any],
         raise TransformError(with_location(
             "jvp: the tangents' structure does not match the primals' (one tangent per primal "
             "leaf, in containers of the same kinds and keys)"))
-    create_graph = STATE.grad_enabled
-    lin = _Linearized(fn, primals, has_aux, "jvp")
+    lin = _Linearized(fn, primals, {}, tuple(range(len(primals))), has_aux, "jvp")
     flat_t = _check_cotangents("jvp", lin.primals.flat, flat_t)
+    create = STATE.grad_enabled and (lin.connected or any(t._rg for t in flat_t))
     # integer and bool outputs have no derivative: their tangent is zero
     floating = [o for o in lin.outputs if o.dtype.kind == "f"]
     with GradMode(True):
         us = [_zeros(o).requires_grad() for o in floating]
         pulled = pullback(floating, us, lin.primals.flat, True)
-        found = iter(pullback(pulled, flat_t, us, create_graph))
+        found = iter(pullback(pulled, flat_t, us, create))
     tangent_out = [next(found) if o.dtype.kind == "f" else _zeros(o) for o in lin.outputs]
     out = pytree.rebuild_from(lin.structure, iter(tangent_out))
-    return (lin.out, out, lin.aux) if has_aux else (lin.out, out)
+    return (lin.value(), out, lin.aux) if has_aux else (lin.value(), out)
 
 
 # --- Jacobians ---------------------------------------------------------------------------------
@@ -266,24 +296,20 @@ def jacrev(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
     @functools.wraps(fn)
     def transformed(*args: Any, **kwargs: Any) -> Any:
         positions, single = _argnums(argnums, len(args), "jacrev")
-        create_graph = STATE.grad_enabled
-        with GradMode(True):
-            primals = _Primals(args, positions, "jacrev")
-            out, aux = _split_aux(fn(*primals.args, **kwargs), has_aux, "jacrev")
-            outputs, structure = _tensor_leaves(out, "jacrev")
-            blocks = []
-            for k, o in enumerate(outputs):
-                def row(u: Tensor, k: int = k) -> list[Tensor]:
-                    cts = [u if j == k else _zeros(x) for j, x in enumerate(outputs)]
-                    return pullback(outputs, cts, primals.flat, create_graph)
-                basis = _basis(o)
-                rows = vmap(row)(basis) if o.size != 1 else \
-                    [r.reshape((1, *r.shape)) for r in row(basis.reshape(o.shape))]
-                blocks.append(primals.rebuild(
-                    [r.reshape((*o.shape, *x.shape)) for r, x in zip(rows, primals.flat,
-                                                                      strict=True)], single))
-        jac = pytree.rebuild_from(structure, iter(blocks))
-        return (jac, aux) if has_aux else jac
+        lin = _Linearized(fn, args, kwargs, positions, has_aux, "jacrev")
+        flat, outputs = lin.primals.flat, lin.outputs
+        blocks = []
+        for k, o in enumerate(outputs):
+            def row(u: Tensor, k: int = k) -> list[Tensor]:
+                return lin.pull([u if j == k else _zeros(x) for j, x in enumerate(outputs)])
+            basis = _basis(o)
+            rows = vmap(row)(basis) if o.size != 1 else \
+                [r.reshape((1, *r.shape)) for r in row(basis.reshape(o.shape))]
+            blocks.append(lin.primals.rebuild(
+                [r.reshape((*o.shape, *x.shape)) for r, x in zip(rows, flat, strict=True)],
+                single))
+        jac = pytree.rebuild_from(lin.structure, iter(blocks))
+        return (jac, lin.aux) if has_aux else jac
 
     return transformed
 
@@ -297,7 +323,7 @@ def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
     @functools.wraps(fn)
     def transformed(*args: Any, **kwargs: Any) -> Any:
         positions, single = _argnums(argnums, len(args), "jacfwd")
-        primals = _Primals(args, positions, "jacfwd")
+        primals = _Primals(args, positions, "jacfwd", alias=False)
         flat = primals.flat
         sizes = [x.size for x in flat]
         offsets = np.cumsum([0, *sizes])
@@ -320,7 +346,8 @@ def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
                      randomness=randomness)(*bases)
         out, tangent_out = found[:2]
         aux = found[2] if has_aux else None
-        outputs, structure = _tensor_leaves(out, "jacfwd")
+        outputs: list = []
+        structure = pytree.flatten(out, outputs)
         blocks = []
         for o, column in zip(outputs, _leaves(tangent_out), strict=True):
             rows = column.reshape((total, o.size)).transpose((1, 0))

@@ -572,3 +572,12 @@ def test_no_runtime_warning_is_needed_for_ordinary_values() -> None:
         warnings.simplefilter("error")
         x = Tensor(np.array([-2.0, 0.5, 3.0])).requires_grad()
         (x.elu() + x.silu() + F.softplus(x) + x.gelu("none") + x.erf()).sum().backward()
+
+
+def test_shape_rule_dtype_depends_on_the_attribute_type() -> None:
+    """``pow(2)`` keeps an integer tensor integer, ``pow(2.0)`` makes it float; the shape
+    rule's dtype must not mix them up after seeing one (a cached rule once did)."""
+    t = ap.Tensor(np.arange(3))
+    assert ap.trace(lambda t: t.pow(2), t).outputs[0].dtype == np.int64
+    assert ap.trace(lambda t: t.pow(2.0), t).outputs[0].dtype == np.float64
+    np.testing.assert_array_equal(ap.compile(lambda t: t.pow(2.0))(t).data(), [0.0, 1.0, 4.0])

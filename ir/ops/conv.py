@@ -653,7 +653,7 @@ MAX_POOL_SELECT = register(OpDef(
 
 # --- average pooling ---------------------------------------------------------------------------
 
-def _divisor(size, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override,
+def pool_divisor(size, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override,
              out, dtype):
     """``1 / window size`` per output position, PyTorch's rule: windows are cut at the padded
     border; ``count_include_pad=False`` counts only the input's elements."""
@@ -690,7 +690,7 @@ def _avg_pool_impl(x, kernel_size, stride, padding, ceil_mode, count_include_pad
     total = xp[first].copy()
     for _, _, index in taps:
         total += xp[index]
-    inv = _divisor(x.shape[2:], kernel_size, stride, padding, ceil_mode, count_include_pad,
+    inv = pool_divisor(x.shape[2:], kernel_size, stride, padding, ceil_mode, count_include_pad,
                    divisor_override, out, x.dtype)
     return np.multiply(total, inv, out=total)
 
@@ -698,7 +698,7 @@ def _avg_pool_impl(x, kernel_size, stride, padding, ceil_mode, count_include_pad
 def _avg_pool_grad_impl(g, kernel_size, stride, padding, ceil_mode, count_include_pad,
                         divisor_override, size):
     out, pads = _avg_geometry(size, kernel_size, stride, padding, ceil_mode)
-    inv = _divisor(size, kernel_size, stride, padding, ceil_mode, count_include_pad,
+    inv = pool_divisor(size, kernel_size, stride, padding, ceil_mode, count_include_pad,
                    divisor_override, out, g.dtype)
     share = np.multiply(g, inv)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, pads, strict=True))

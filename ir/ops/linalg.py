@@ -64,8 +64,15 @@ def _matmul_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: Batch
         a = a.reshape((*a.shape[:-1], 1, a.shape[-1]))
     if col:
         b = b.reshape((*b.shape, 1))
-    a, b = align((a, b), (ba, bb))
-    out = a._apply(op, (a, b), attrs)
+    if not bb and b.ndim == 2:  # a shared matrix: every example's rows in one 2-D product
+        rows = a.reshape((-1, a.shape[-1]))
+        out = rows._apply(op, (rows, b), attrs).reshape((*a.shape[:-1], b.shape[-1]))
+    elif ba and bb and a.shape[-1] == 1:  # outer products (per-example weight gradients)
+        a, b = align((a, b), (ba, bb))
+        out = a.mul(b)
+    else:
+        a, b = align((a, b), (ba, bb))
+        out = a._apply(op, (a, b), attrs)
     if row or col:
         keep = out.shape[:-2] + (() if row else out.shape[-2:-1]) + (() if col else
                                                                      out.shape[-1:])

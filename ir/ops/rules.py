@@ -27,7 +27,9 @@ def elementwise_infer(impl: Callable[..., Any]) -> Callable[..., tuple]:
 
     def infer(*values: Any, **attrs: Any) -> tuple[tuple[int, ...], np.dtype]:
         shape = broadcast_shape(*(v.shape for v in values))
-        key = (tuple(np.dtype(v.dtype) for v in values), tuple(attrs.items()))
+        # an attribute's type is part of the key: pow(2) and pow(2.0) differ on integers
+        key = (tuple(np.dtype(v.dtype) for v in values),
+               tuple((k, type(a), a) for k, a in attrs.items()))
         cacheable = all(isinstance(a, Hashable) for a in attrs.values())
         dtype = dtypes.get(key) if cacheable else None
         if dtype is None:
@@ -35,6 +37,8 @@ def elementwise_infer(impl: Callable[..., Any]) -> Callable[..., tuple]:
                 sample = impl(*(np.ones((), dtype=v.dtype) for v in values), **attrs)
             dtype = np.asarray(sample).dtype
             if cacheable:
+                if len(dtypes) > 1024:  # attributes that change every step (a clip bound)
+                    dtypes.clear()
                 dtypes[key] = dtype
         return shape, dtype
 
