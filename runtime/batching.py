@@ -72,6 +72,19 @@ def vmap(fn: Callable, in_axes: Any = 0, out_axes: Any = 0,
     return batched
 
 
+def tensor_leaves(value: Any, name: str) -> tuple[list[Tensor], Any]:
+    """The leaves and structure of what a transformed function returned; a TransformError
+    naming ``name`` when a leaf is not a tensor."""
+    leaves: list = []
+    structure = pytree.flatten(value, leaves)
+    for leaf in leaves:
+        if not isinstance(leaf, Tensor):
+            raise TransformError(with_location(
+                f"{name}: the function returned a {type(leaf).__name__}; a transformed "
+                f"function returns tensors (or containers of them)"))
+    return leaves, structure
+
+
 def _prefix_axes(spec: Any, value: Any, where: str, out: list) -> None:
     """Append one axis (int or None) per leaf of ``value``: ``spec`` is an axis for all of
     them, or a container with ``value``'s structure."""
@@ -218,13 +231,7 @@ class _Call:
             result = run_recorded(self.fn, args, kwargs, rec)
             builder = GraphBuilder(f"vmap({self.name})", rec, arrays, arg_ids, names)
             builder.replay(rec.events, None)
-            out_leaves: list = []
-            structure = pytree.flatten(result, out_leaves)
-            for leaf in out_leaves:
-                if not isinstance(leaf, Tensor):
-                    raise TransformError(with_location(
-                        f"vmap: {self.name} returned a {type(leaf).__name__}; a vmapped "
-                        f"function returns tensors (or containers of them)"))
+            out_leaves, structure = tensor_leaves(result, "vmap")
             outputs = [builder.value_of(t) for t in out_leaves]
         finally:
             rec.undo()

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import TransformError, describe, with_location
 from . import engine, pytree
-from .batching import vmap
+from .batching import tensor_leaves, vmap
 from .state import STATE, GradMode
 from .tensor import Tensor
 
@@ -166,14 +166,7 @@ class _Linearized:
         with GradMode(True):
             self.primals = _Primals(args, positions, name)
             self.out, self.aux = _split_aux(fn(*self.primals.args, **kwargs), has_aux, name)
-        leaves: list = []
-        self.structure = pytree.flatten(self.out, leaves)
-        for leaf in leaves:
-            if not isinstance(leaf, Tensor):
-                raise TransformError(with_location(
-                    f"{name}: the function must return tensors (or containers of them), got "
-                    f"{type(leaf).__name__}"))
-        self.outputs: list[Tensor] = leaves
+        self.outputs, self.structure = tensor_leaves(self.out, name)
         fresh = {id(t) for t in self.primals.flat if t._node is None}
         self.connected = enabled and _reaches_outside(self.outputs, fresh)
 

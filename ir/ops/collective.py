@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import DTypeError, describe, with_location
-from ..registry import BatchInfo, OpDef, register
+from ..registry import OpDef, register
+from .batching import elementwise_batch
 from .rules import OpBase, shape_error
 
 REDUCTIONS = ("sum", "mean")
@@ -81,15 +82,10 @@ def _all_reduce_vjp(g: Any, out: Any, inputs: tuple, attrs: dict, needs: tuple) 
     return (g.all_reduce(attrs["op"], attrs["group"]),)
 
 
-def _all_reduce_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
-                      info: BatchInfo) -> Any:
-    """Element-wise across ranks: the whole batch reduced in one collective."""
-    return xs[0]._apply(op, xs, attrs)
-
-
 ALL_REDUCE = register(OpDef(
     name="all_reduce", kind="other", impl=_all_reduce_impl, infer=_all_reduce_infer,
-    vjp=_all_reduce_vjp, batch=_all_reduce_batch, effects=True, attrs=("op", "group"),
+    # element-wise across ranks: the whole batch is reduced in one collective
+    vjp=_all_reduce_vjp, batch=elementwise_batch, effects=True, attrs=("op", "group"),
     doc="the sum or mean of x over every rank of the group (MPI all-reduce; one process: x); "
         "never dropped or merged by the compiler"))
 
