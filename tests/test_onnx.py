@@ -4,7 +4,9 @@ small transformer exported with ``ap.onnx.export`` run in onnxruntime as they ru
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import opcases
@@ -215,3 +217,32 @@ def test_transformer_exports_in_eval_mode_and_dropout_is_refused() -> None:
     model.eval()
     exported = _export_and_run(model, idx)
     assert {"Gather", "Softmax", "Erf"} <= {n.op_type for n in exported.graph.node}
+
+
+def _example(name: str):
+    """An example program loaded as a module (its models, without running it)."""
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_for_onnx", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_digits_cnn_of_the_example_exports() -> None:
+    model = _example("train_cnn_digits").make_model(seed=0)
+    x = np.random.default_rng(5).uniform(0, 1, size=(3, 1, 8, 8)).astype(np.float32)
+    model(Tensor(x))  # running statistics move off their start
+    model.eval()
+    _export_and_run(model, x)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_the_character_transformer_of_the_example_exports(tie: bool) -> None:
+    module = _example("char_transformer")
+    model = module.CharTransformer(vocab=13, d_model=16, heads=2, layers=2, context=8,
+                                   dropout=0.1, tie=tie, seed=0)
+    model.eval()
+    idx = np.random.default_rng(6).integers(0, 13, size=(2, 8))
+    exported = _export_and_run(model, idx)
+    assert {"Gather", "Softmax", "Tanh"} <= {n.op_type for n in exported.graph.node}
