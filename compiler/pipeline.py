@@ -9,8 +9,8 @@ from typing import Any
 
 from ..ir.dump import dump_graph
 from ..ir.graph import Graph
-from ..runtime.executor import Executable
 from .codegen import Program, render
+from .executor import Executable
 from .passes import (
     cse,
     dce,

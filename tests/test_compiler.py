@@ -16,6 +16,7 @@ from aprender import nn
 from aprender.autograd import Tensor
 from aprender.compiler import joint, lower, split
 from aprender.compiler.buffers import plan_buffers
+from aprender.compiler.executor import ExecutionError
 from aprender.compiler.passes import (
     cse,
     dce,
@@ -26,7 +27,6 @@ from aprender.compiler.passes import (
 )
 from aprender.ir import Graph, Node, Value, get_op
 from aprender.ir.graph import FusedNode
-from aprender.runtime.executor import ExecutionError
 
 
 def _eager_grads(fn, arrays, extra=()):

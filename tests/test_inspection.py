@@ -19,9 +19,9 @@ import aprender as ap
 from aprender.__main__ import main
 from aprender.autograd import Tensor
 from aprender.compiler import lower
+from aprender.compiler.executor import ExecutionError
 from aprender.ir import Graph, Node, Value, get_op
 from aprender.ir.graph import FusedNode
-from aprender.runtime.executor import ExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 
