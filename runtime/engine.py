@@ -8,6 +8,7 @@ hook) runs ``fn()`` once at the end of that ``backward()``, after the gradients 
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -304,7 +305,7 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
                             _accumulate_graph(leaf, g)
                 else:
                     for leaf, g in leaf_grads.values():
-                        _accumulate_into(leaf, g)
+                        _accumulate_into(leaf, g, seed)
         for fn in queue:  # a callback may queue more: they run too
             fn()
     finally:
@@ -315,13 +316,42 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
 _GRAD_LOCK = threading.Lock()
 
 
-def _accumulate_into(leaf: Tensor, g: Tensor) -> None:
+def _sole_reference(t: Tensor) -> int:
+    """``sys.getrefcount`` of ``t``'s array as seen from here: ``_UNSHARED`` when only ``t``
+    holds it (no other tensor, view, node or buffer)."""
+    data = t._data
+    return sys.getrefcount(data)
+
+
+def _calibrate() -> int | None:
+    """The count ``_sole_reference`` gives for an array only its tensor holds; None when this
+    interpreter's counts do not tell one more holder apart (then gradients are always copied)."""
+    t = _wrap(np.zeros(1), None, False)
+    alone = _sole_reference(t)
+    other = t._data  # noqa: F841  (a second holder)
+    return alone if _sole_reference(t) == alone + 1 else None
+
+
+_UNSHARED = _calibrate()
+
+
+def _accumulate_into(leaf: Tensor, g: Tensor, seed: Tensor | None = None) -> None:
     """``leaf.grad += g`` as PyTorch does outside create_graph: in place into the gradient
     array the engine made for this leaf (a held ``grad()`` sees the sum); into a new array when
-    the gradient came from elsewhere (set by compile or by hand, a view, part of a graph)."""
+    the gradient came from elsewhere (set by compile or by hand, a view, part of a graph).
+
+    A new gradient takes over ``g``'s array, as PyTorch's AccumulateGrad steals one, when
+    nothing else can see it: ``g`` is not the caller's seed, the array is no view, no hook
+    is watching the leaf, and the reference count proves ``g`` alone holds it; otherwise it is
+    copied."""
     old = leaf._grad
     if old is None:
-        own_grad(leaf, np.array(g._data, copy=True))
+        data = g._data
+        steal = g is not seed and data.base is None and data.flags.writeable \
+            and id(leaf) not in _READY_HOOKS and _UNSHARED is not None
+        del data
+        own_grad(leaf, g._data if steal and _sole_reference(g) == _UNSHARED
+                 else np.array(g._data, copy=True))
         return
     data = old._data
     if grad_state(leaf) is GradState.OWNED:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -361,3 +362,38 @@ def test_index_ops_do_not_save_the_indexed_tensor() -> None:
     rows._vc[0] += 1
     with pytest.raises(ap.GraphError):
         z.backward()
+
+
+def test_a_new_gradient_takes_over_an_unshared_array_and_copies_a_shared_one() -> None:
+    """The engine gives a leaf the gradient array its VJP made when nothing else holds it (as
+    PyTorch's AccumulateGrad steals it), and a copy when another leaf, the caller's seed or a
+    view could see it: gradients accumulated later never show up anywhere else."""
+    x = ap.Tensor(np.ones(3)).requires_grad()
+    y = ap.Tensor(np.ones(3)).requires_grad()
+    (x + y).sum().backward()  # add's VJP hands the same tensor to both leaves
+    assert not np.shares_memory(x.grad().data(), y.grad().data())
+    (x * 2.0 + y).sum().backward()
+    np.testing.assert_array_equal(x.grad().data(), [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(y.grad().data(), [2.0, 2.0, 2.0])
+    seed = ap.Tensor(np.full(3, 5.0))
+    z = ap.Tensor(np.ones(3)).requires_grad()
+    z.backward(seed)
+    z.backward(seed)
+    np.testing.assert_array_equal(seed.data(), [5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(z.grad().data(), [10.0, 10.0, 10.0])
+    w = ap.Tensor(np.ones((2, 3))).requires_grad()
+    v = w.T  # the VJP of a transpose is a view of its incoming gradient
+    (v * ap.Tensor(np.arange(6.0).reshape(3, 2))).sum().backward()
+    assert w.grad()._data.base is None  # copied, not a view of an engine temporary
+    np.testing.assert_array_equal(w.grad().data(), np.arange(6.0).reshape(3, 2).T)
+
+
+def test_an_unshared_gradient_array_is_not_copied() -> None:
+    x = ap.Tensor(np.ones(1_000_000)).requires_grad()
+    loss = (x * 3.0).sum()
+    tracemalloc.start()
+    loss.backward()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 12e6  # one 8 MB gradient array, not that array and its copy
+    np.testing.assert_array_equal(x.grad().data()[:3], [3.0, 3.0, 3.0])
