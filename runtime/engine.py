@@ -149,6 +149,11 @@ def register_grad_ready_hook(leaf: Tensor, hook: Callable[[Tensor, Tensor], None
     return HookHandle(id(leaf), hook)
 
 
+def hook_registry() -> dict:
+    """``id(leaf) -> (weak leaf, hooks)`` of every gradient-ready hook (read by guards)."""
+    return _READY_HOOKS
+
+
 def hook_ids(leaf: Tensor) -> tuple[int, ...]:
     """The identities of ``leaf``'s gradient-ready hooks: a compiled step that traced a
     ``backward()`` guards them, since the hooks it ran (DDP's all-reduces) are in its graph."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import hook_ids
+from .engine import hook_ids, hook_registry
 from .tensor import GradState, grad_state
 from .walk import Place
 
@@ -99,9 +99,11 @@ class GuardSet:
         """``obj`` (the leaf ``leaf``) has the gradient-ready hooks it had when traced (its
         backward ran them: DDP's all-reduces are in the graph)."""
         fn, expected = self.bind(hook_ids), hook_ids(leaf)
-        self.guards.append(Guard(f"{name} has the gradient-ready hooks of the trace",
-                                 f"{fn}({obj}) == {expected!r}", f"{fn}({obj})",
-                                 repr(expected)))
+        check = f"{fn}({obj}) == {expected!r}"
+        if not expected:  # the common case, without a call: no hook registered for it
+            check = f"(id({obj}) not in {self.bind(hook_registry())} or {check})"
+        self.guards.append(Guard(f"{name} has the gradient-ready hooks of the trace", check,
+                                 f"{fn}({obj})", repr(expected)))
 
     def length(self, place: Place, n: int) -> None:
         at = self._at(place)

@@ -75,6 +75,8 @@ def leaf_key(value: Any) -> Any:
 def _node(value: Any) -> tuple[Any, list] | None:
     """``(structure, children)`` of a container, or None for a leaf."""
     kind = type(value)
+    if kind is np.ndarray or kind is Tensor:  # the common leaves, without the checks below
+        return None
     if kind is tuple or kind is list:
         return (kind, len(value)), list(value)
     if isinstance(value, dict):
