@@ -94,9 +94,21 @@ def _type(value: Any) -> str:
     return f"{np.dtype(value.dtype)}{list(value.shape)}"
 
 
+def _key_literal(key: Any) -> str:
+    """A result dict's key as Python source; a CompileError for keys that have none."""
+    if key is None or type(key) in (str, int, bool) or (type(key) is float
+                                                           and math.isfinite(key)):
+        return repr(key)
+    raise CompileError(f"export: a result dict key {key!r} ({type(key).__name__}) cannot be "
+                       f"written into a standalone file; use str, int, finite float, bool or "
+                       f"None keys")
+
+
 def _identifiers(names: list[str]) -> list[str]:
     """Python parameter names for argument names (``batch[0]`` -> ``batch_0``), distinct."""
-    taken = {"state", "np"}
+    # the step's own names and the module's globals, which a parameter would shadow
+    taken = {"state", "outs", "np", "threading", "Path", "NPZ", "ARGUMENTS", "STATE", "KERNELS",
+             "BUFFERS", "constants", "load", "step", "main", "build"}
     out = []
     for name in names:
         base = re.sub(r"\W+", "_", name, flags=re.ASCII).strip("_") or "arg"
@@ -204,8 +216,8 @@ class _Renderer:
         if isinstance(r, ReturnedContainer):
             items = [self.returned_code(x) for x in r.items]
             if r.kind == "dict":
-                return "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(r.keys, items,
-                                                                     strict=True)) + "}"
+                return "{" + ", ".join(f"{_key_literal(k)}: {v}" for k, v in zip(
+                    r.keys, items, strict=True)) + "}"
             inner = ", ".join(items)
             return f"[{inner}]" if r.kind == "list" else \
                 (f"({inner},)" if len(items) == 1 else f"({inner})")

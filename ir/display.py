@@ -39,7 +39,7 @@ def render_svg(dot: str, what: str = "graph") -> str:
                          f"`pip install 'aprender[viz]'` (graphviz-pure)")
     try:
         done = subprocess.run([program, "-Tsvg"], input=dot, capture_output=True, text=True,
-                              timeout=_TIMEOUT_S)
+                              encoding="utf-8", errors="replace", timeout=_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
         raise GraphError(f"{os.path.basename(program)} took over {_TIMEOUT_S} s to render "
                          f"{what}") from e

@@ -22,8 +22,10 @@ _OTHER_TAG = "#eeeeee"
 
 def _quote(text: str) -> str:
     """A DOT double-quoted string; every user-provided name goes through here. Control
-    characters are written as Python escapes, so rendered SVG stays valid XML."""
-    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    characters are written as Python escapes, so rendered SVG stays valid XML; ``&`` is written
+    as an entity, so Graphviz never decodes a character reference inside a name."""
+    text = text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"') \
+        .replace("\n", "\\n")
     return '"' + "".join(c if c.isprintable() else "\\" + repr(c)[1:-1] for c in text) + '"'
 
 

@@ -821,6 +821,32 @@ def _refusal(graph: Graph, node: Node) -> OnnxExportError:
                            f"({graph.node_line(node)}){where} cannot be exported to ONNX: {why}")
 
 
+#: numpy's arithmetic on two bool arrays is logic; ONNX's arithmetic has no bool kernels
+_BOOL_LOGIC = {"add": "Or", "mul": "And", "maximum": "Or", "minimum": "And"}
+#: ops whose bool form ONNX lacks and numpy has (refused by name)
+_BOOL_REFUSED = {"abs", "matmul", "einsum", "max", "min", "amax", "amin", "prod",
+                 "power", "clip"}
+
+
+def _bool_values(e: Emitter, node: Node, xs: list[str], out: str) -> str | None:
+    """The ONNX form of an op on bool values where it differs from the generic converter:
+    logic for arithmetic, ``Where`` through uint8; None when the generic one serves."""
+    name = node.op.name
+    if node.out.dtype != np.bool_ or not any(v.dtype == np.bool_ for v in node.inputs):
+        return None
+    if name in _BOOL_LOGIC and all(v.dtype == np.bool_ for v in node.inputs):
+        return e.add(_BOOL_LOGIC[name], xs, out)
+    if name == "where":  # onnxruntime has no bool Where: select uint8 values
+        cond = e.cast(xs[0], node.inputs[0].dtype, np.bool_)
+        a, b = (e.cast(x, v.dtype, np.uint8) for x, v in zip(xs[1:], node.inputs[1:],
+                                                              strict=True))
+        return e.add("Cast", [e.add("Where", [cond, a, b])], out, to=onnx_type(np.bool_))
+    if name in _BOOL_REFUSED:
+        raise OnnxExportError(f"to_onnx: op {name} on bool values has no ONNX form (ONNX's "
+                              f"{name} has no bool kernel); cast to an integer dtype first")
+    return None
+
+
 def _check_initializers(graph: Graph, initializers: Mapping[str, np.ndarray]) -> None:
     by_name = {v.name: v for v in graph.inputs}
     unknown = sorted(set(initializers) - set(by_name))
@@ -851,6 +877,12 @@ def to_onnx(graph: Graph, path: str | Path | None = None, *, opset: int = MIN_OP
     for node in nodes:
         if node.op.name not in CONVERTERS:
             raise _refusal(graph, node)
+    if graph.updates:
+        updated = ", ".join(graph.inputs[j].name for j, _ in graph.updates)
+        raise OnnxExportError(
+            f"to_onnx: graph {graph.name} updates {updated} in place (BatchNorm's running "
+            f"statistics in training mode, a generator's counter): an ONNX model has no state; "
+            f"export the model in eval() mode")
 
     e = Emitter(opset)
     # every IR value keeps its name; helper values are named after the node they serve
@@ -863,8 +895,10 @@ def to_onnx(graph: Graph, path: str | Path | None = None, *, opset: int = MIN_OP
             inputs.append(_value_info(onnx, names[id(value)], value))
     for node in nodes:
         e.scope, e.src = names[id(node.out)], node.src
+        xs = [names[id(v)] for v in node.inputs]
         try:
-            CONVERTERS[node.op.name](e, node, [names[id(v)] for v in node.inputs], e.scope)
+            if _bool_values(e, node, xs, e.scope) is None:
+                CONVERTERS[node.op.name](e, node, xs, e.scope)
         except (ValueError, TypeError, KeyError) as exc:
             raise OnnxExportError(f"to_onnx: op {node.op.name} ({graph.node_line(node)}): "
                                   f"{exc}") from exc

@@ -25,7 +25,7 @@ from ..compiler.standalone import (
     write_standalone,
 )
 from ..errors import CompileError
-from ..ir.graph import Value
+from ..ir.graph import Value, unique_name
 from . import pytree
 from .tensor import Tensor
 from .tracing import Result, Source, StepTrace
@@ -41,6 +41,19 @@ class _Exporter:
         self.step, self.forward, self.borrowed, self.leaves = step, forward, borrowed, leaves
         self.inputs: list[StandaloneInput] = []
         self.extra: list[StandaloneInput] = []
+        # each source's name: its graph input's (unique, as ``fast.ir()`` prints it), else its
+        # trace name made unique
+        self.names: dict[int, str] = {
+            inp.source: value.name for inp, value in zip(step.inputs, forward.graph.inputs,
+                                                         strict=True) if inp.part == "data"}
+        self._used = set(self.names.values())
+
+    def name_of(self, source: int) -> str:
+        name = self.names.get(source)
+        if name is None:
+            name = unique_name(self.step.sources[source].name, self._used)
+            self.names[source] = name
+        return name
 
     def _leaf(self, src: Source) -> Any:
         if self.leaves is None:
@@ -76,14 +89,14 @@ class _Exporter:
         graph = self.forward.graph
         for j, inp in enumerate(self.step.inputs):
             src, value = self.step.sources[inp.source], graph.inputs[j]
+            name = self.name_of(inp.source)
             if inp.part == "grad":
                 grad = self._grad(src, value.shape, value.dtype)
-                self.inputs.append(StandaloneInput(src.name + ".grad", "state", grad))
+                self.inputs.append(StandaloneInput(name + ".grad", "state", grad))
             elif src.obj is None:
-                self.inputs.append(StandaloneInput(src.name, "argument",
-                                                   self._example(src, value)))
+                self.inputs.append(StandaloneInput(name, "argument", self._example(src, value)))
             else:
-                self.inputs.append(StandaloneInput(src.name, "state",
+                self.inputs.append(StandaloneInput(name, "state",
                                                    np.array(_array(src.obj), copy=True)))
         keys = [inp.name for inp in self.inputs if inp.kind == "state"]
         if len(set(keys)) != len(keys):
@@ -91,7 +104,7 @@ class _Exporter:
             raise CompileError(f"export: two state arrays share the names {twice}")
 
     def _known(self, name: str, kind: str) -> bool:
-        grads = {self.step.sources[s].name + ".grad" for s, _, _ in self.step.grad_writes}
+        grads = {self.name_of(s) + ".grad" for s, _, _ in self.step.grad_writes}
         return any(i.name == name and i.kind == kind for i in [*self.inputs, *self.extra]) or \
             kind == "state" and name in grads
 
@@ -115,11 +128,12 @@ class _Exporter:
         if r.kind == "grad":
             owner = self._owner(src)
             grad = getattr(owner, "_grad", None)
-            self._held(src.name + ".grad", "state", None if grad is None else grad._data)
-            return Returned("state", name=src.name + ".grad")
+            name = self.name_of(r.source) + ".grad"
+            self._held(name, "state", None if grad is None else grad._data)
+            return Returned("state", name=name)
         kind = "argument" if src.obj is None else "state"
-        self._held(src.name, kind, _array(self._owner(src)))
-        return Returned(kind, name=src.name)
+        self._held(self.name_of(r.source), kind, _array(self._owner(src)))
+        return Returned(kind, name=self.name_of(r.source))
 
     def tree(self, structure: Any, results: Any) -> Returned | ReturnedContainer:
         """The results in the returned structure (named tuples as tuples, other mappings
@@ -144,7 +158,7 @@ def export_step(path: str | os.PathLike, step: StepTrace, forward: CompiledGraph
     ex = _Exporter(step, forward, borrowed, leaves)
     ex.collect_inputs()
     returns = ex.tree(step.structure, iter(step.results))
-    grad_writes = [(step.sources[s].name + ".grad", k, k is not None and k in borrowed)
+    grad_writes = [(ex.name_of(s) + ".grad", k, k is not None and k in borrowed)
                    for s, k, _ in step.grad_writes]
     spec = StandaloneStep(step.graph.name, forward.program, forward.graph, ex.inputs,
                           list(step.graph.updates), grad_writes, returns, ex.extra,
