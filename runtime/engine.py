@@ -346,14 +346,14 @@ def _accumulate_into(leaf: Tensor, g: Tensor, seed: Tensor | None = None) -> Non
     the gradient came from elsewhere (set by compile or by hand, a view, part of a graph).
 
     A new gradient takes over ``g``'s array, as PyTorch's AccumulateGrad steals one, when
-    nothing else can see it: ``g`` is not the caller's seed, the array is no view, no hook
-    is watching the leaf, and the reference count proves ``g`` alone holds it; otherwise it is
-    copied."""
+    nothing else can see it: ``g`` is not the caller's seed, the array is no view, no
+    gradient-ready hook is registered (a hook may keep the tensors it is given), and the
+    reference count proves ``g`` alone holds it; otherwise it is copied."""
     old = leaf._grad
     if old is None:
         data = g._data
         steal = g is not seed and data.base is None and data.flags.writeable \
-            and id(leaf) not in _READY_HOOKS and _UNSHARED is not None
+            and not _READY_HOOKS and _UNSHARED is not None
         del data
         own_grad(leaf, g._data if steal and _sole_reference(g) == _UNSHARED
                  else np.array(g._data, copy=True))
