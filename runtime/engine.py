@@ -294,7 +294,11 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
     try:
         STATE.recorder = None  # the gradient ops are derived symbolically, not recorded
         try:
-            leaf_grads, _ = run_backward(root, seed, create_graph, hooks=rec is None)
+            # whether hooks run is decided once, before any runs (a hook may remove itself;
+            # one registered meanwhile by another thread waits for the next backward)
+            hooked = bool(_READY_HOOKS)
+            leaf_grads, _ = run_backward(root, seed, create_graph,
+                                         hooks=rec is None and hooked)
         finally:
             STATE.recorder = rec
         if rec is not None:
@@ -310,7 +314,7 @@ def backward(root: Tensor, grad: Any = None, create_graph: bool = False) -> None
                             _accumulate_graph(leaf, g)
                 else:
                     for leaf, g in leaf_grads.values():
-                        _accumulate_into(leaf, g, seed)
+                        _accumulate_into(leaf, g, private=not hooked and g is not seed)
         for fn in queue:  # a callback may queue more: they run too
             fn()
     finally:
@@ -340,20 +344,20 @@ def _calibrate() -> int | None:
 _UNSHARED = _calibrate()
 
 
-def _accumulate_into(leaf: Tensor, g: Tensor, seed: Tensor | None = None) -> None:
+def _accumulate_into(leaf: Tensor, g: Tensor, private: bool = False) -> None:
     """``leaf.grad += g`` as PyTorch does outside create_graph: in place into the gradient
     array the engine made for this leaf (a held ``grad()`` sees the sum); into a new array when
     the gradient came from elsewhere (set by compile or by hand, a view, part of a graph).
 
     A new gradient takes over ``g``'s array, as PyTorch's AccumulateGrad steals one, when
-    nothing else can see it: ``g`` is not the caller's seed, the array is no view, no
-    gradient-ready hook is registered (a hook may keep the tensors it is given), and the
-    reference count proves ``g`` alone holds it; otherwise it is copied."""
+    nothing else can see it: ``private`` (the caller knows no one outside the engine was
+    handed ``g``: not the caller's seed, no gradient-ready hook ran), the array is no view, and
+    the reference count proves ``g`` alone holds it; otherwise it is copied."""
     old = leaf._grad
     if old is None:
         data = g._data
-        steal = g is not seed and data.base is None and data.flags.writeable \
-            and not _READY_HOOKS and _UNSHARED is not None
+        steal = private and data.base is None and data.flags.writeable \
+            and _UNSHARED is not None
         del data
         own_grad(leaf, g._data if steal and _sole_reference(g) == _UNSHARED
                  else np.array(g._data, copy=True))
