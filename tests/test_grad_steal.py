@@ -1,4 +1,4 @@
-"""Review of the gradient steal in ``engine._accumulate_into``: a new gradient may take over the
+"""The gradient steal in ``engine._accumulate_into``: a new gradient may take over the
 VJP's array only when nothing else can see it. ``steal=False`` runs the same program with the
 copying behaviour (``_UNSHARED = None``) as the reference."""
 
