@@ -43,8 +43,9 @@ def _template(source: str) -> jinja2.Template:
 
 def comment(text: str | None) -> str:
     """``text`` made safe for a one-line Python comment."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in (text or ""))
-    return text[:160]
+    text = (text or "")[:160]
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else "?"
+                                                   for ch in text)
 
 
 def identifier(name: str) -> str:
