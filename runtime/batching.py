@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import GraphError, TransformError, with_location
 from ..ir.graph import Graph, Node, Value
+from ..ir.ops.batching import with_batch
 from ..ir.ops.sources import CONSTANT
 from ..ir.registry import BatchInfo
 from . import pytree
@@ -173,7 +174,7 @@ class _Call:
         call_args = pytree.rebuild_from(structure, iter(call_leaves))
         traced = self._trace(call_args, kwargs, call_leaves, names)
         info = BatchInfo(size, self.randomness)
-        self.leaves, self.axes = leaves, axes
+        self.leaves, self.axes, self.size = leaves, axes, size
         results = self._replay(traced, batch, info)
         return self._results(traced, results, size)
 
@@ -287,8 +288,8 @@ class _Call:
         if index >= 0 and self.axes[index] is not None:
             leaf = self.leaves[index]
             if isinstance(leaf, Tensor):  # (an array argument was copied into the example)
-                moved = move_axis(value if per_example else value.reshape(
-                    (1, *value.shape)).broadcast_to(leaf.shape), 0, self.axes[index])
+                moved = move_axis(with_batch(value, per_example, self.size), 0,
+                                  self.axes[index])
                 self._assign(leaf, moved, name)
             return
         target = builder.tensor_of_input[position]
@@ -321,8 +322,7 @@ class _Call:
                         f"per example"))
                 out.append(t)
                 continue
-            if not per_example:
-                t = t.reshape((1, *t.shape)).broadcast_to((size, *t.shape))
+            t = with_batch(t, per_example, size)
             if not -t.ndim <= axis < t.ndim:
                 raise TransformError(with_location(
                     f"vmap: out_axes {axis} is out of range for an output with {t.ndim} axes"))

@@ -459,3 +459,12 @@ def test_vmap_in_place_update_of_a_batched_argument_updates_each_example() -> No
     cols = Tensor(np.zeros((2, 3)))
     vmap(lambda c: c.add_(c * 0.0 + 5.0), in_axes=1)(cols)
     np.testing.assert_allclose(cols.data(), np.full((2, 3), 5.0))
+
+
+def test_vmap_shared_in_place_update_of_an_argument_batched_on_another_axis() -> None:
+    """``c.zero_()`` inside vmap with ``in_axes=1``: the new value is the same for every
+    example, so it is spread over the batch along the argument's own batch axis."""
+    cols = Tensor(np.ones((2, 3)))
+    out = vmap(lambda c: (c.zero_(), c + 2.0)[1], in_axes=1)(cols)
+    np.testing.assert_array_equal(cols.data(), np.zeros((2, 3)))
+    np.testing.assert_array_equal(out.data(), np.full((3, 2), 2.0))

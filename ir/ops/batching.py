@@ -29,17 +29,27 @@ def shift_axes(axis: Any, ndim: int) -> Any:
     return tuple(a + 1 for a in axis)
 
 
+def with_batch(x: Any, batched: bool, size: int) -> Any:
+    """``x`` with the batch at axis 0: itself when batched, else a broadcast view of what every
+    example sees."""
+    if batched:
+        return x
+    return x.reshape((1, *x.shape)).broadcast_to((size, *x.shape))
+
+
+def unit_axes(x: Any, count: int) -> Any:
+    """A batched ``x`` with ``count`` unit axes inserted behind the batch axis."""
+    if not count:
+        return x
+    return x.reshape((x.shape[0], *(1,) * count, *x.shape[1:]))
+
+
 def align(xs: Sequence[Any], batched: Sequence[bool]) -> tuple:
     """Batched inputs padded with unit axes after the batch axis, so that numpy broadcasting of
     the batched values lines each example's axes up as it does for one example."""
     rank = max(example_ndim(x, b) for x, b in zip(xs, batched, strict=True))
-    out = []
-    for x, b in zip(xs, batched, strict=True):
-        missing = rank - example_ndim(x, b)
-        if b and missing:
-            x = x.reshape((x.shape[0],) + (1,) * missing + tuple(x.shape[1:]))
-        out.append(x)
-    return tuple(out)
+    return tuple(unit_axes(x, rank - example_ndim(x, b)) if b else x
+                 for x, b in zip(xs, batched, strict=True))
 
 
 def elementwise_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..registry import BatchInfo, OpDef, register
+from .batching import with_batch
 from .reductions import ones_vector
 
 _ALL2 = (slice(None), slice(None))
@@ -263,8 +264,8 @@ def _with_groups(at: dict, groups: int) -> dict:
 def _images_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
     """Ops that treat every image alike (pooling and its gradients): the batch folded into N,
     an unbatched operand repeated for each example."""
-    rows = tuple(_into_n(x if b else x.reshape((1, *x.shape)).broadcast_to(
-        (info.size, *x.shape))) for x, b in zip(xs, batched, strict=True))
+    rows = tuple(_into_n(with_batch(x, b, info.size))
+                 for x, b in zip(xs, batched, strict=True))
     return _out_of_n(rows[0]._apply(op, rows, attrs), info.size)
 
 

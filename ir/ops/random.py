@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import TransformError
 from ..registry import BatchInfo, OpDef, register
-from .batching import batch_error
+from .batching import batch_error, with_batch
 from .rules import OpBase, shape_error
 
 DISTRIBUTIONS = ("uniform", "normal")
@@ -57,8 +57,7 @@ def _random_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: Batch
     if info.randomness == "different":
         return state._apply(op, xs, {**attrs, "shape": (info.size, *shape)})
     if info.randomness == "same":
-        once = state._apply(op, xs, attrs)
-        return once.reshape((1, *shape)).broadcast_to((info.size, *shape))
+        return with_batch(state._apply(op, xs, attrs), False, info.size)
     raise TransformError("vmap: the function draws random numbers; pass randomness='different' "
                          "(independent draws per example) or randomness='same' (one draw for "
                          "the whole batch) to vmap")

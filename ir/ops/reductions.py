@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import BatchInfo, OpDef, register
-from .batching import axis_batch, example_ndim
+from .batching import axis_batch, example_ndim, with_batch
 from .rules import NO_ATTRS, OpBase, pick_alias, reduced_shape, shape_error
 
 
@@ -475,7 +475,7 @@ def _cross_entropy_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
     """The batch's rows as one [B * N, C] call."""
     size = info.size
     shape = next(x.shape[1:] for x, b in zip(xs, batched, strict=True) if b)
-    rows = [(x if b else x.broadcast_to((size, *shape))).reshape((-1, shape[1]))
+    rows = [with_batch(x, b, size).reshape((-1, shape[1]))
             for x, b in zip(xs, batched, strict=True)]
     return rows[0]._apply(op, tuple(rows), attrs).reshape((size, shape[0]))
 

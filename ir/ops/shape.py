@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import DTypeError, describe, with_location
 from ..registry import BatchInfo, OpDef, Operand, register
-from .batching import axis_batch, elementwise_batch, example_ndim
+from .batching import axis_batch, elementwise_batch, example_ndim, unit_axes, with_batch
 from .rules import OpBase, resolve_shape, shape_error
 
 
@@ -23,20 +23,6 @@ def _example(x):
 
 
 # --- batching helpers (vmap; rules sit beside their ops) ---------------------------------------
-
-def _lead(x: Any, batched: bool, size: int) -> Any:
-    """``x`` with the batch at axis 0: itself when batched, else a broadcast view of it."""
-    if batched:
-        return x
-    return x.reshape((1, *x.shape)).broadcast_to((size, *x.shape))
-
-
-def _unit_axes(x: Any, count: int) -> Any:
-    """A batched ``x`` with ``count`` unit axes inserted behind the batch axis."""
-    if not count:
-        return x
-    return x.reshape((x.shape[0], *(1,) * count, *x.shape[1:]))
-
 
 def _permuted(x: Any, order: tuple[int, ...]) -> Any:
     """``x.transpose(order)``, or ``x`` itself when ``order`` keeps every axis in place."""
@@ -49,7 +35,7 @@ def _lead_all(name: str) -> Callable:
     that axis moved past the batch axis."""
 
     def rule(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: BatchInfo) -> Any:
-        xs = tuple(_lead(x, b, info.size) for x, b in zip(xs, batched, strict=True))
+        xs = tuple(with_batch(x, b, info.size) for x, b in zip(xs, batched, strict=True))
         return xs[0]._apply(op, xs, {**attrs, name: attrs[name] + 1})
 
     return rule
@@ -120,7 +106,7 @@ def _batch_index(index: tuple, data_batched: bool, arrays: tuple, arrays_batched
     block = _block(index, ndim, ranks)
     if not any(arrays_batched):
         return _BatchedIndex((slice(None), *index), arrays, block, True, False)
-    aligned = tuple(_unit_axes(a, block.rank - r) if b else a
+    aligned = tuple(unit_axes(a, block.rank - r) if b else a
                     for a, b, r in zip(arrays, arrays_batched, ranks, strict=True))
     if not data_batched:
         return _BatchedIndex(index, aligned, block, False, True)
@@ -191,7 +177,7 @@ def _broadcast_to_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
                         info: BatchInfo) -> Any:
     """The axes the broadcast adds in front of the example go behind the batch axis."""
     shape = tuple(attrs["shape"])
-    x = _unit_axes(xs[0], len(shape) - example_ndim(xs[0], True))
+    x = unit_axes(xs[0], len(shape) - example_ndim(xs[0], True))
     return x._apply(op, (x,), {"shape": (info.size, *shape)})
 
 
@@ -300,7 +286,7 @@ def _unindex_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict,
     added at the batched index (index's rule)."""
     shape = tuple(attrs["shape"])
     batch = _batch_index(attrs["index"], True, xs[1:], batched[1:], len(shape), info.size)
-    a = _lead(xs[0], batched[0], info.size)
+    a = with_batch(xs[0], batched[0], info.size)
     a = _permuted(a, batch.inverse(a.ndim - 1))
     return a._apply(op, (a, *batch.arrays), {"shape": (info.size, *shape),
                                               "index": batch.index})
@@ -439,7 +425,7 @@ def _repeat_batch(op: OpDef, xs: tuple, batched: tuple, attrs: dict, info: Batch
     """The axes the sizes add in front of the example go behind the batch axis, which is
     tiled once."""
     sizes = attrs["sizes"]
-    x = _unit_axes(xs[0], len(sizes) - example_ndim(xs[0], True))
+    x = unit_axes(xs[0], len(sizes) - example_ndim(xs[0], True))
     return x._apply(op, (x,), {"sizes": (1, *sizes)})
 
 
