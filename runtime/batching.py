@@ -27,7 +27,7 @@ from ..ir.registry import BatchInfo
 from . import pytree
 from .recorder import Recorder
 from .state import STATE, GradMode
-from .tensor import Tensor, apply
+from .tensor import Tensor, apply, array_of
 from .tracing import GraphBuilder, fn_name, parameter_names, run_recorded
 
 RANDOMNESS = ("error", "different", "same")
@@ -129,12 +129,6 @@ def _quiet(make: Callable[[], Any]) -> Any:
         STATE.recorder = saved
 
 
-def _array(leaf: Any) -> np.ndarray | None:
-    if isinstance(leaf, Tensor):
-        return leaf._data
-    return leaf if isinstance(leaf, np.ndarray) else None
-
-
 def move_axis(t: Any, source: int, dest: int) -> Any:
     """``t`` with axis ``source`` moved to position ``dest`` (a transpose; itself if equal)."""
     if source == dest:
@@ -185,7 +179,7 @@ class _Call:
             if axis is None:
                 out.append(None)
                 continue
-            array = _array(leaf)
+            array = array_of(leaf)
             if array is None:
                 raise TransformError(with_location(
                     f"vmap: in_axes gives {name} (a {type(leaf).__name__}) the batch axis "
@@ -202,7 +196,7 @@ class _Call:
 
     @staticmethod
     def _size(leaves: list, names: list[str], axes: list) -> int:
-        sizes = {name: _array(leaf).shape[a]
+        sizes = {name: array_of(leaf).shape[a]
                  for leaf, name, a in zip(leaves, names, axes, strict=True) if a is not None}
         if len(set(sizes.values())) > 1:
             listed = ", ".join(f"{n}: {s}" for n, s in sizes.items())
@@ -216,7 +210,7 @@ class _Call:
         like any other): a fresh tensor, requiring grad when the leaf does, so the trace
         keeps every gradient path the batch may need."""
         def make() -> Tensor:
-            array = _array(leaf)
+            array = array_of(leaf)
             t = Tensor(np.take(array, 0, axis=axis) if array.shape[axis] else
                        np.zeros(np.delete(array.shape, axis), dtype=array.dtype))
             return t.requires_grad() if isinstance(leaf, Tensor) and leaf._rg else t

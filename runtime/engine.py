@@ -355,12 +355,9 @@ def _accumulate_into(leaf: Tensor, g: Tensor, private: bool = False) -> None:
     the reference count proves ``g`` alone holds it; otherwise it is copied."""
     old = leaf._grad
     if old is None:
-        data = g._data
-        steal = private and data.base is None and data.flags.writeable \
-            and _UNSHARED is not None
-        del data
-        own_grad(leaf, g._data if steal and _sole_reference(g) == _UNSHARED
-                 else np.array(g._data, copy=True))
+        steal = private and _UNSHARED is not None and g._data.base is None \
+            and g._data.flags.writeable and _sole_reference(g) == _UNSHARED
+        own_grad(leaf, g._data if steal else np.array(g._data, copy=True))
         return
     data = old._data
     if grad_state(leaf) is GradState.OWNED:

@@ -27,12 +27,8 @@ from ..compiler.standalone import (
 from ..errors import CompileError
 from ..ir.graph import Value, unique_name
 from . import pytree
-from .tensor import Tensor
+from .tensor import array_of
 from .tracing import Result, Source, StepTrace
-
-
-def _array(obj: Any) -> np.ndarray | None:
-    return obj._data if isinstance(obj, Tensor) else obj if isinstance(obj, np.ndarray) else None
 
 
 class _Exporter:
@@ -67,7 +63,7 @@ class _Exporter:
         leaf = self._leaf(src)
         if leaf is None and self.leaves is None:
             return np.zeros(value.shape, value.dtype)
-        array = _array(leaf)
+        array = array_of(leaf)
         if array is None or array.shape != value.shape or array.dtype != value.dtype:
             got = f"{array.dtype}{list(array.shape)}" if array is not None else \
                 type(leaf).__name__
@@ -97,7 +93,7 @@ class _Exporter:
                 self.inputs.append(StandaloneInput(name, "argument", self._example(src, value)))
             else:
                 self.inputs.append(StandaloneInput(name, "state",
-                                                   np.array(_array(src.obj), copy=True)))
+                                                   np.array(array_of(src.obj), copy=True)))
         keys = [inp.name for inp in self.inputs if inp.kind == "state"]
         if len(set(keys)) != len(keys):
             twice = sorted({k for k in keys if keys.count(k) > 1})
@@ -132,7 +128,7 @@ class _Exporter:
             self._held(name, "state", None if grad is None else grad._data)
             return Returned("state", name=name)
         kind = "argument" if src.obj is None else "state"
-        self._held(self.name_of(r.source), kind, _array(self._owner(src)))
+        self._held(self.name_of(r.source), kind, array_of(self._owner(src)))
         return Returned(kind, name=self.name_of(r.source))
 
     def tree(self, structure: Any, results: Any) -> Returned | ReturnedContainer:

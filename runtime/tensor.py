@@ -65,6 +65,13 @@ def default_array(data: Any, dtype: Any = None) -> np.ndarray:
     return arr
 
 
+def array_of(value: Any) -> np.ndarray | None:
+    """The array a tensor holds, an array itself, or None for anything else."""
+    if isinstance(value, Tensor):
+        return value._data
+    return value if isinstance(value, np.ndarray) else None
+
+
 def _wrap(data: np.ndarray, node: Node | None, rg: bool, vc: list[int] | None = None) -> Tensor:
     t = _new(Tensor)
     t._data = data

@@ -31,7 +31,7 @@ from ..ir.ops.sources import CONSTANT
 from . import pytree
 from .recorder import Backward, GradRead, Mutation, NewTensor, OpEvent, Recorder
 from .state import STATE, Tape
-from .tensor import GradState, Tensor, grad_state, is_shared_constant
+from .tensor import GradState, Tensor, array_of, grad_state, is_shared_constant
 from .walk import Reach, Snapshot, reach
 
 
@@ -300,13 +300,23 @@ def run_recorded(fn: Callable, args: tuple, kwargs: dict, rec: Recorder) -> Any:
 
 def trace(fn: Callable, *args: Any, **kwargs: Any) -> Graph:
     """Run ``fn(*args, **kwargs)`` once and return its graph (like ``jax.make_jaxpr``)."""
-    return trace_with_captures(fn, *args, **kwargs)[0]
+    return _traced(fn, args, kwargs).graph
 
 
 def trace_with_captures(fn: Callable, *args: Any,
                         **kwargs: Any) -> tuple[Graph, dict[str, np.ndarray]]:
     """``trace``, and a copy of the value of every graph input that is not an argument (the
     parameters, buffers and arrays ``fn`` reached), by input name: what an exporter stores."""
+    builder = _traced(fn, args, kwargs)
+    captured = {value.name: np.array(array_of(t))
+                for value, inp, t in zip(builder.graph.inputs, builder.inputs,
+                                         builder.tensor_of_input, strict=True)
+                if builder.sources[inp.source].index < 0}
+    return builder.graph, captured
+
+
+def _traced(fn: Callable, args: tuple, kwargs: dict) -> GraphBuilder:
+    """The builder of ``trace``'s graph (verified and dumped), with what it knows of inputs."""
     leaves: list = []
     pytree.flatten((args, kwargs), leaves)
     names = pytree.leaf_names(args, kwargs, parameter_names(fn))
@@ -327,12 +337,8 @@ def trace_with_captures(fn: Callable, *args: Any,
         rec.undo()  # in-place updates (a generator's counter) show in the graph, not on objects
     _append_updates(builder)
     builder.graph.meta["outputs"] = structure_text(structure)
-    graph = builder.graph.verify()
-    dump_graph(graph)
-    captured = {value.name: np.array(t._data if isinstance(t, Tensor) else t)
-                for value, inp, t in zip(graph.inputs, builder.inputs, builder.tensor_of_input,
-                                         strict=True) if builder.sources[inp.source].index < 0}
-    return graph, captured
+    dump_graph(builder.graph.verify())
+    return builder
 
 
 def trace_step(fn: Callable, args: tuple, kwargs: dict, leaves: list, arg_names: list[str],

@@ -176,13 +176,16 @@ class _Linearized:
             return self.out
         return pytree.rebuild_from(self.structure, iter([o.detach() for o in self.outputs]))
 
-    def pull(self, cotangents: list[Tensor], keep_graph: bool = False) -> list[Tensor]:
-        """Gradients for the differentiated leaves; with a graph when connected, when a
-        cotangent requires grad or when ``keep_graph``."""
-        create = keep_graph or (STATE.grad_enabled and (
-            self.connected or any(c._rg for c in cotangents)))
+    def keeps_graph(self, cotangents: list[Tensor]) -> bool:
+        """Whether gradients pulled back with ``cotangents`` keep a graph: grad mode is on and
+        the outputs are connected or a cotangent requires grad."""
+        return STATE.grad_enabled and (self.connected or any(c._rg for c in cotangents))
+
+    def pull(self, cotangents: list[Tensor]) -> list[Tensor]:
+        """Gradients for the differentiated leaves (with a graph as ``keeps_graph`` says)."""
         with GradMode(True):
-            return pullback(self.outputs, cotangents, self.primals.flat, create)
+            return pullback(self.outputs, cotangents, self.primals.flat,
+                            self.keeps_graph(cotangents))
 
 
 # --- reverse mode ------------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any],
             "leaf, in containers of the same kinds and keys)"))
     lin = _Linearized(fn, primals, {}, tuple(range(len(primals))), has_aux, "jvp")
     flat_t = _check_cotangents("jvp", lin.primals.flat, flat_t)
-    create = STATE.grad_enabled and (lin.connected or any(t._rg for t in flat_t))
+    create = lin.keeps_graph(flat_t)
     # integer and bool outputs have no derivative: their tangent is zero
     floating = [o for o in lin.outputs if o.dtype.kind == "f"]
     with GradMode(True):
@@ -339,10 +342,9 @@ def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
                      randomness=randomness)(*bases)
         out, tangent_out = found[:2]
         aux = found[2] if has_aux else None
-        outputs: list = []
-        structure = pytree.flatten(out, outputs)
+        outputs, structure = tensor_leaves(out, "jacfwd")
         blocks = []
-        for o, column in zip(outputs, _leaves(tangent_out), strict=True):
+        for o, column in zip(outputs, tensor_leaves(tangent_out, "jacfwd")[0], strict=True):
             rows = column.reshape((total, o.size)).transpose((1, 0))
             blocks.append(primals.rebuild(
                 [rows[:, offsets[i]:offsets[i + 1]].reshape((*o.shape, *x.shape))
@@ -351,12 +353,6 @@ def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
         return (jac, aux) if has_aux else jac
 
     return transformed
-
-
-def _leaves(value: Any) -> list[Tensor]:
-    leaves: list = []
-    pytree.flatten(value, leaves)
-    return leaves
 
 
 def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
