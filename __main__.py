@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from .errors import AprenderError
+from .ir.display import find_renderer
 from .ir.graph import Graph
 
 
@@ -25,14 +24,6 @@ def _escape_names(graph: Graph) -> None:
         v.name = _printable(v.name)
     for node in graph.nodes:
         node.src = node.src and _printable(node.src)
-
-
-def _renderer() -> str | None:
-    """Graphviz's ``dot`` on PATH, else ``graphviz-pure`` (the PyPI package of that name) next
-    to this Python or on PATH."""
-    return (shutil.which("dot")
-            or shutil.which("graphviz-pure", path=os.path.dirname(sys.executable))
-            or shutil.which("graphviz-pure"))
 
 
 def _fail(message: str) -> int:
@@ -54,7 +45,7 @@ def show(path: str, fmt: str, output: str | None) -> int:
     elif fmt == "dot":
         text = graph.to_dot()
     else:
-        program = _renderer()
+        program = find_renderer()
         if program is None:
             return _fail(f"--format {fmt} needs Graphviz's `dot` program, which is not installed "
                          f"(e.g. `apt install graphviz`, or `pip install graphviz-pure`); "

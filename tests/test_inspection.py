@@ -133,7 +133,7 @@ def test_show_renders_svg_and_png_without_system_graphviz(tmp_path, capsys) -> N
 
 
 def test_show_explains_a_missing_renderer(tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr("aprender.__main__.shutil.which", lambda *a, **k: None)
+    monkeypatch.setattr("aprender.ir.display.shutil.which", lambda *a, **k: None)
     assert main(["show", str(_graph_file(tmp_path)), "--format", "svg"]) == 2
     err = capsys.readouterr().err
     assert "needs Graphviz's `dot`" in err and "graphviz-pure" in err

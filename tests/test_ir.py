@@ -317,9 +317,9 @@ def test_show_command_renders_text_and_dot_and_explains_missing_dot(tmp_path) ->
     assert text.returncode == 0 and text.stdout.startswith("graph linear_relu(")
     assert run("--format", "dot").stdout.startswith("digraph")
     svg = run("--format", "svg", "-o", str(tmp_path / "g.svg"))
-    from aprender.__main__ import _renderer
+    from aprender.ir.display import find_renderer
 
-    if _renderer():
+    if find_renderer():
         assert svg.returncode == 0 and (tmp_path / "g.svg").read_text().startswith("<")
     else:
         assert svg.returncode == 2 and "needs Graphviz's `dot`" in svg.stderr
